@@ -1,0 +1,52 @@
+"""Prometheus metrics of one node (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.logins = Counter(
+            "govnode_logins",
+            "Login attempts by result (success, failure, locked, unavailable)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.ldap_seconds = Histogram(
+            "govnode_ldap_request_seconds",
+            "Time spent in LDAP operations",
+            ["operation"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.directory_syncs = Counter(
+            "govnode_directory_syncs",
+            "Directory syncs from LDAP by result (ok, failed)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.directory_agencies = Gauge(
+            "govnode_directory_agencies",
+            "Agencies in the directory cache after the last sync",
+            registry=self.registry,
+        )
+        self.certificate_expiry = Gauge(
+            "govnode_certificate_expiry_seconds",
+            "Seconds until a node certificate expires",
+            ["certificate"],
+            registry=self.registry,
+        )
+        self.api_errors = Counter(
+            "govnode_api_errors",
+            "Error answers of the agency API by error code",
+            ["code"],
+            registry=self.registry,
+        )
+
+    def observe_ldap(self, operation: str, seconds: float) -> None:
+        self.ldap_seconds.labels(operation=operation).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

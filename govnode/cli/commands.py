@@ -1,0 +1,316 @@
+"""What each `govnode` subcommand does. Blocking is fine here: the CLI has no reactor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from govnode.cli.errors import EXIT_PROBLEM, CliError
+from govnode.config import CONFIG_NAME, Config, ConfigError, load_config
+from govnode.config.template import InitValues, render_config
+from govnode.directory.errors import DirectoryUnavailable
+from govnode.directory.ldap import LdapDirectory
+from govnode.domain.agency import AgencyStatus, is_agency_code, is_node_id
+from govnode.pki import ca
+from govnode.pki.authority import NodeAuthority
+from govnode.pki.errors import PkiError
+from govnode.pki.files import write_atomic, write_private
+from govnode.store import certificates, directory
+from govnode.store.database import Database, DatabaseUnavailable
+from govnode.store.migrate import SchemaOutOfDate, check_schema, current_revision, upgrade
+
+EXPIRY_WARNING = timedelta(days=30)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _load(home: Path, *, read_secrets: bool = True) -> Config:
+    try:
+        return load_config(home / CONFIG_NAME, read_secrets=read_secrets)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _database(config: Config, *, check: bool = True) -> Database:
+    db = Database(config.database.url, pool_size=config.database.pool_size)
+    if check:
+        try:
+            check_schema(db.engine)
+        except SchemaOutOfDate as exc:
+            raise CliError(f"{config.database.url}: {exc}") from None
+        except DatabaseUnavailable as exc:
+            raise CliError(f"database unreachable: {exc}", EXIT_PROBLEM) from None
+    return db
+
+
+# -- init -------------------------------------------------------------------
+
+
+def init(args: argparse.Namespace) -> int:
+    home: Path = args.home.absolute()
+    if (home / CONFIG_NAME).exists() or (home.exists() and any(home.iterdir())):
+        raise CliError(f"{home} already holds files; refusing to overwrite a node home")
+    if not is_node_id(args.node):
+        raise CliError(f"--node: {args.node!r} is not a node id (short lowercase name, like kb)")
+    values = InitValues(
+        node_id=args.node,
+        node_name=args.name,
+        api_listen=args.api_listen,
+        admin_listen=args.admin_listen,
+        server_names=tuple(args.dns + args.ip) or InitValues().server_names,
+        ldap_urls=tuple(args.ldap_url) or InitValues().ldap_urls,
+        ldap_base_dn=args.ldap_base_dn or f"dc={args.node},dc=gov,dc=ir",
+        ldap_bind_dn=args.ldap_bind_dn
+        or f"cn=govnode,ou=services,{args.ldap_base_dn or f'dc={args.node},dc=gov,dc=ir'}",
+    )
+    # Build the whole home beside its final place, then rename: a failed init
+    # leaves nothing half-made behind.
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staging = home.with_name(f".{home.name}.init-{os.getpid()}")
+    try:
+        _build_home(staging, values, args)
+        if home.exists():
+            home.rmdir()
+        staging.rename(home)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(f"node {values.node_id} created in {home}")
+    print(f"  CA certificate (give it to agencies): {home / 'pki/ca.pem'}")
+    print("next steps:")
+    if args.ldap_password_file is None:
+        print(f"  - put the LDAP service account's password into "
+              f"{home / values.ldap_password_file}")
+    print(f"  - check the [ldap] section of {home / CONFIG_NAME}")
+    print(f"  - govnode --home {home} check")
+    print(f"  - govnode --home {home} agency enroll CODE --out DIR")
+    return 0
+
+
+def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> None:
+    staging.mkdir(mode=0o750)
+    for folder, mode in (("pki", 0o700), ("data", 0o750), ("secrets", 0o700)):
+        (staging / folder).mkdir(mode=mode)
+    password = b""
+    if args.ldap_password_file is not None:
+        try:
+            password = args.ldap_password_file.read_bytes()
+        except OSError as exc:
+            raise CliError(f"--ldap-password-file: cannot read {args.ldap_password_file}: "
+                           f"{exc.strerror}") from None
+    write_private(staging / values.ldap_password_file, password)
+    write_atomic(staging / CONFIG_NAME, render_config(values).encode("utf-8"), mode=0o640)
+    config = _load(staging, read_secrets=False)
+    moment = now()
+    authority_cert = ca.create_ca(values.node_id, values.node_name, now=moment)
+    write_atomic(config.tls.ca_cert, authority_cert.cert_pem)
+    write_private(config.tls.ca_key, authority_cert.key_pem)
+    dns = [name for name in values.server_names if not _is_ip(name)]
+    ips = [name for name in values.server_names if _is_ip(name)]
+    server = ca.issue_server_certificate(
+        authority_cert.cert_pem, authority_cert.key_pem,
+        node_id=values.node_id, dns_names=dns, ip_addresses=ips, now=moment,
+    )
+    write_atomic(config.tls.server_cert, server.cert_pem)
+    write_private(config.tls.server_key, server.key_pem)
+    db = Database(config.database.url)
+    try:
+        upgrade(db.engine)
+        NodeAuthority(config.tls, config.node.id, db).publish_crl(now=moment)
+    finally:
+        db.stop()
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+# -- agencies ---------------------------------------------------------------
+
+
+def _sync(config: Config, db: Database) -> tuple[int, int]:
+    entries = LdapDirectory(config.ldap).fetch_agencies_sync()
+    return db.run_sync(directory.thd_replace_all, entries, now=now().timestamp())
+
+
+def agency_enroll(args: argparse.Namespace) -> int:
+    config = _load(args.home)
+    db = _database(config)
+    code: str = args.code
+    if not is_agency_code(code):
+        raise CliError(f"{code!r} is not an agency code (lowercase letters, digits, '-')")
+    record = db.run_sync(directory.thd_get, code, now=now().timestamp())
+    if record is None:
+        try:
+            _sync(config, db)
+        except DirectoryUnavailable as exc:
+            raise CliError(f"{code!r} is not in the directory cache and LDAP cannot be "
+                           f"reached to look again: {exc}", EXIT_PROBLEM) from None
+        record = db.run_sync(directory.thd_get, code, now=now().timestamp())
+    if record is None:
+        raise CliError(f"agency {code!r} is not in the directory ({config.ldap.agencies_dn}); "
+                       "add it to LDAP first", EXIT_PROBLEM)
+    authority = NodeAuthority(config.tls, config.node.id, db)
+    out: Path = args.out
+    if record.status is AgencyStatus.ACTIVE and not args.force:
+        raise CliError(f"{code} is already enrolled (certificate {record.fingerprint_sha256}); "
+                       "use --force to issue a new one and revoke the old", EXIT_PROBLEM)
+    if (out / "key.pem").exists() and not args.force:
+        raise CliError(f"{out / 'key.pem'} exists; refusing to overwrite (use --force)")
+    if args.force and record.status is AgencyStatus.ACTIVE:
+        authority.revoke(code, now=now(), reason="superseded by a new enrollment")
+    try:
+        issued = authority.enroll(code, now=now(), valid_days=args.days)
+    except PkiError as exc:
+        raise CliError(str(exc)) from None
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(out / "cert.pem", issued.cert_pem)
+    write_private(out / "key.pem", issued.key_pem)
+    write_atomic(out / "ca.pem", config.tls.ca_cert.read_bytes())
+    print(f"enrolled {code}@{config.node.id} ({record.agency.name_fa})")
+    print(f"  certificate {out / 'cert.pem'}, key {out / 'key.pem'} (mode 0600), "
+          f"CA {out / 'ca.pem'}")
+    print(f"  sha256 {issued.fingerprint_sha256}, valid until {issued.not_after:%Y-%m-%d}")
+    return 0
+
+
+def agency_revoke(args: argparse.Namespace) -> int:
+    config = _load(args.home)
+    db = _database(config)
+    serials = NodeAuthority(config.tls, config.node.id, db).revoke(
+        args.code, now=now(), reason=args.reason
+    )
+    if not serials:
+        raise CliError(f"{args.code} has no unrevoked certificate", EXIT_PROBLEM)
+    print(f"revoked {len(serials)} certificate(s) of {args.code}: {', '.join(serials)}")
+    print(f"  CRL updated ({config.tls.crl}); a running node refuses them within "
+          f"{config.tls.reload_interval:g} s")
+    return 0
+
+
+def agency_list(args: argparse.Namespace) -> int:
+    config = _load(args.home)
+    db = _database(config)
+    records = db.run_sync(directory.thd_all, now=now().timestamp())
+    rows = [
+        {
+            "code": r.agency.code,
+            "name": r.agency.name_fa,
+            "phase": r.agency.phase,
+            "status": str(r.status),
+            "certificate_expires": (
+                datetime.fromtimestamp(r.certificate_not_after, UTC).strftime("%Y-%m-%d")
+                if r.certificate_not_after else None
+            ),
+        }
+        for r in records
+    ]
+    if args.json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    if not rows:
+        print("the directory cache is empty: run `govnode directory sync`")
+        return 0
+    width = max(len(record.agency.code) for record in records)
+    print(f"{'CODE':<{width}}  PHASE  {'STATUS':<9}  {'EXPIRES':<10}  NAME")
+    for row in rows:
+        print(f"{row['code']:<{width}}  {row['phase']:<5}  {row['status']:<9}  "
+              f"{row['certificate_expires'] or '-':<10}  {row['name']}")
+    counts = {status: sum(1 for r in rows if r["status"] == status) for status in AgencyStatus}
+    print(f"{len(rows)} agencies: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 0
+
+
+# -- directory, check, db ---------------------------------------------------
+
+
+def directory_sync(args: argparse.Namespace) -> int:
+    config = _load(args.home)
+    db = _database(config)
+    try:
+        kept, removed = _sync(config, db)
+    except DirectoryUnavailable as exc:
+        raise CliError(f"directory sync failed: {exc}", EXIT_PROBLEM) from None
+    print(f"synced {kept} agencies from {', '.join(config.ldap.urls)} ({removed} removed)")
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    config = _load(args.home)
+    print(f"ok    config {config.path}")
+    problems = 0
+
+    def report(ok: bool, message: str) -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"{'ok ' if ok else 'FAIL'}   {message}")
+
+    db = Database(config.database.url)
+    try:
+        check_schema(db.engine)
+        count = db.run_sync(directory.thd_count)
+        report(True, f"database {config.database.url} (schema current, {count} agencies cached)")
+    except (SchemaOutOfDate, DatabaseUnavailable) as exc:
+        report(False, f"database {config.database.url}: {exc}")
+        count = None
+    try:
+        LdapDirectory(config.ldap).ping_sync()
+        report(True, f"ldap {', '.join(config.ldap.urls)} (service account binds)")
+    except DirectoryUnavailable as exc:
+        report(False, f"ldap: {exc}")
+    moment = now()
+    for name, path in (("CA", config.tls.ca_cert), ("server", config.tls.server_cert)):
+        try:
+            not_after = ca.certificate_not_after(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            report(False, f"{name} certificate {path}: {exc}")
+            continue
+        left = not_after - moment
+        report(left > EXPIRY_WARNING,
+               f"{name} certificate {path} valid until {not_after:%Y-%m-%d} ({left.days} days)")
+    try:
+        next_update = ca.crl_next_update(config.tls.crl.read_bytes())
+        report(next_update > moment, f"CRL {config.tls.crl} next update {next_update:%Y-%m-%d}")
+    except (OSError, ValueError) as exc:
+        report(False, f"CRL {config.tls.crl}: {exc}")
+    if count is not None:
+        soon = (moment + EXPIRY_WARNING).timestamp()
+        for record in db.run_sync(certificates.thd_all):
+            if record.revoked_at is None and moment.timestamp() < record.not_after <= soon:
+                expires = datetime.fromtimestamp(record.not_after, UTC)
+                report(False, f"agency {record.agency} certificate expires {expires:%Y-%m-%d}")
+    print("all checks passed" if not problems else f"{problems} problem(s)")
+    return 0 if not problems else EXIT_PROBLEM
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    config = _load(args.home, read_secrets=False)
+    db = Database(config.database.url)
+    before = current_revision(db.engine)
+    upgrade(db.engine)
+    after = current_revision(db.engine)
+    print(f"database {config.database.url}: {before or 'empty'} -> {after}"
+          if before != after else f"database {config.database.url} is current ({after})")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from govnode.cli.serve import serve as run_node
+
+    config = _load(args.home)
+    _database(config)  # refuses an old schema before anything listens
+    return run_node(config)

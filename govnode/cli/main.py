@@ -1,0 +1,92 @@
+"""The `govnode` command: set up, operate and serve a node."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from govnode.cli import commands
+from govnode.cli.errors import CliError
+
+DEFAULT_HOME = Path("/etc/govnode")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="govnode", description="govnode: the central server of a government network"
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=Path(os.environ.get("GOVNODE_HOME", DEFAULT_HOME)),
+        help="the node's home (govnode.toml, pki/, data/); default $GOVNODE_HOME or /etc/govnode",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create a new node home: config, CA, certificates, database")
+    init.add_argument("--node", required=True, help="node id, e.g. kb")
+    init.add_argument("--name", required=True, help="human name of the node")
+    init.add_argument("--dns", action="append", default=[], help="server DNS name (repeatable)")
+    init.add_argument("--ip", action="append", default=[], help="server IP address (repeatable)")
+    init.add_argument("--api-listen", default="127.0.0.1:8443")
+    init.add_argument("--admin-listen", default="127.0.0.1:8081")
+    init.add_argument("--ldap-url", action="append", default=[], help="LDAP URL (repeatable)")
+    init.add_argument("--ldap-base-dn")
+    init.add_argument("--ldap-bind-dn")
+    init.add_argument("--ldap-password-file", type=Path,
+                      help="file holding the LDAP service password (copied into the home)")
+    init.set_defaults(run=commands.init)
+
+    agency = sub.add_parser("agency", help="enroll, revoke and list agencies")
+    agency_sub = agency.add_subparsers(dest="agency_command", required=True, metavar="ACTION")
+    enroll = agency_sub.add_parser("enroll", help="issue an agency's client certificate")
+    enroll.add_argument("code")
+    enroll.add_argument("--out", type=Path, required=True,
+                        help="folder for cert.pem, key.pem and ca.pem")
+    enroll.add_argument("--days", type=int, help="validity in days (default tls.agency_cert_days)")
+    enroll.add_argument("--force", action="store_true",
+                        help="re-enroll an enrolled agency (revokes its current certificate)")
+    enroll.set_defaults(run=commands.agency_enroll)
+    revoke = agency_sub.add_parser("revoke", help="revoke an agency's certificates")
+    revoke.add_argument("code")
+    revoke.add_argument("--reason", default="revoked by the operator")
+    revoke.set_defaults(run=commands.agency_revoke)
+    listing = agency_sub.add_parser("list", help="agencies with phase, status and expiry")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    listing.set_defaults(run=commands.agency_list)
+
+    directory = sub.add_parser("directory", help="the directory cache")
+    directory_sub = directory.add_subparsers(dest="directory_command", required=True,
+                                             metavar="ACTION")
+    directory_sub.add_parser("sync", help="pull agencies from LDAP now").set_defaults(
+        run=commands.directory_sync
+    )
+
+    sub.add_parser("check", help="validate config, reach LDAP and the database, "
+                   "report expiring certificates").set_defaults(run=commands.check)
+    sub.add_parser("serve", help="run the node in the foreground").set_defaults(
+        run=commands.serve
+    )
+    db = sub.add_parser("db", help="the database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(run=commands.db_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except CliError as exc:
+        print(f"govnode: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

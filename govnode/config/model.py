@@ -1,0 +1,111 @@
+"""The node's configuration as frozen, typed values (one class per section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSection:
+    id: str
+    name: str
+    data_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSection:
+    api: Endpoint
+    admin: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSection:
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+    crl: Path
+    require_client_cert: bool
+    server_names: tuple[str, ...]
+    agency_cert_days: int
+    reload_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeMap:
+    """Which LDAP attribute holds each agency field (defaults: standard schema)."""
+
+    code: str = "uid"
+    name_fa: str = "o"
+    name_en: str = "cn"
+    kind: str = "businessCategory"
+    phase: str = "employeeType"
+    parent: str = "ou"
+    county: str = "l"
+
+
+@dataclass(frozen=True, slots=True)
+class LdapSection:
+    urls: tuple[str, ...]
+    base_dn: str
+    agencies_dn: str
+    bind_dn: str
+    bind_password: str = field(repr=False)
+    start_tls: bool
+    ca_file: Path | None
+    agency_filter: str
+    user_filter: str
+    attributes: AttributeMap
+    connect_timeout: float
+    receive_timeout: float
+    sync_interval: float
+    pool_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSection:
+    url: str
+    pool_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    token_ttl: int
+    lockout_failures: int
+    lockout_window: int
+    max_body_bytes: int
+    max_attachment_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PluginsSection:
+    enabled: tuple[str, ...]
+    blocked: tuple[str, ...]
+    settings: dict[str, dict[str, object]] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    node: NodeSection
+    listen: ListenSection
+    tls: TlsSection
+    ldap: LdapSection
+    database: DatabaseSection
+    limits: LimitsSection
+    plugins: PluginsSection
+
+    @property
+    def home(self) -> Path:
+        return self.path.parent

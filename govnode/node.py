@@ -1,0 +1,229 @@
+"""Builds a node's service tree from its Config: the one place that knows every part."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer, task
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web.server import Site
+
+from govnode.api.admin import AdminApi
+from govnode.api.agency import AgencyApi
+from govnode.api.auth import Authenticator
+from govnode.api.metrics import Metrics
+from govnode.config.model import Config, Endpoint
+from govnode.directory.ldap import LdapDirectory
+from govnode.pki.authority import NodeAuthority
+from govnode.pki.ca import certificate_not_after
+from govnode.pki.errors import PkiError
+from govnode.pki.tls import ServerTLS
+from govnode.store import directory as directory_store
+from govnode.store.database import Database
+
+SITE_TIMEOUT = 60  # seconds a connection may sit idle
+
+
+class _Started(Service):
+    """A child service made of two callables (start pools, stop pools)."""
+
+    def __init__(self, name: str, start: Callable[[], None], stop: Callable[[], None]) -> None:
+        self.setName(name)
+        self._start, self._stop = start, stop
+
+    def startService(self) -> None:
+        super().startService()
+        self._start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._stop()
+
+
+class _Periodic(Service):
+    """Runs `work` now and every `interval` seconds; a failure is logged, never fatal."""
+
+    _log = Logger()
+
+    def __init__(
+        self, name: str, interval: float, work: Callable[[], Any], clock: IReactorTime
+    ) -> None:
+        self.setName(name)
+        self._loop = task.LoopingCall(self._run, work)
+        self._loop.clock = clock
+        self._interval = interval
+        self._done: defer.Deferred[Any] | None = None
+
+    async def _run_async(self, work: Callable[[], Any]) -> None:
+        try:
+            await work()
+        except Exception:
+            self._log.failure("{name} failed", name=self.name)
+
+    def _run(self, work: Callable[[], Any]) -> defer.Deferred[None]:
+        return defer.Deferred.fromCoroutine(self._run_async(work))
+
+    def startService(self) -> None:
+        super().startService()
+        self._done = self._loop.start(self._interval, now=True)
+
+    def stopService(self) -> defer.Deferred[Any] | None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        return self._done
+
+
+class _Listener(Service):
+    """Listens on an endpoint while running; `port` is known once started."""
+
+    def __init__(self, name: str, endpoint: Any, factory: Any) -> None:
+        self.setName(name)
+        self._endpoint = endpoint
+        self._factory = factory
+        self.listening: defer.Deferred[IListeningPort] = defer.Deferred()
+        self._port: IListeningPort | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        listen = self._endpoint.listen(self._factory)
+        listen.addCallback(self._up)
+        listen.addErrback(self.listening.errback)
+
+    def _up(self, port: IListeningPort) -> None:
+        self._port = port
+        self.listening.callback(port)
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()
+        if self._port is None:
+            return None
+        return self._port.stopListening()
+
+
+def _endpoint(reactor: Any, where: Endpoint) -> Any:
+    if ":" in where.host:
+        return TCP6ServerEndpoint(reactor, where.port, interface=where.host)
+    return TCP4ServerEndpoint(reactor, where.port, interface=where.host)
+
+
+def _url(scheme: str, where: Endpoint, port: IListeningPort) -> str:
+    host = f"[{where.host}]" if ":" in where.host else where.host
+    address: Any = port.getHost()
+    return f"{scheme}://{host}:{address.port}"
+
+
+class Node(MultiService):
+    """A running govnode: pools, directory sync, certificate reload, two listeners."""
+
+    _log = Logger()
+
+    def __init__(self, config: Config, *, reactor: Any, clock: IReactorTime | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self._reactor: Any = reactor
+        self.clock: IReactorTime = clock or reactor
+        self.metrics = Metrics()
+        self.db = Database(config.database.url, reactor=reactor,
+                           pool_size=config.database.pool_size)
+        self.directory = LdapDirectory(config.ldap, reactor=reactor,
+                                       observe_latency=self.metrics.observe_ldap)
+        self.authority = NodeAuthority(config.tls, config.node.id, self.db)
+        self.tls = ServerTLS(
+            cert_path=config.tls.server_cert,
+            key_path=config.tls.server_key,
+            ca_path=config.tls.ca_cert,
+            crl_path=config.tls.crl,
+            require_client_cert=config.tls.require_client_cert,
+        )
+        self.authenticator = Authenticator(
+            db=self.db, directory=self.directory, clock=self.clock,
+            limits=config.limits, metrics=self.metrics,
+        )
+        agency_api = AgencyApi(
+            node_id=config.node.id, db=self.db, authenticator=self.authenticator,
+            clock=self.clock, metrics=self.metrics,
+        )
+        admin_api = AdminApi(
+            checks={"database": self._check_database, "ldap": self.directory.ping},
+            metrics=self.metrics,
+        )
+        _Started("database", self.db.start, self.db.stop).setServiceParent(self)
+        _Started("ldap", self.directory.start, self.directory.stop).setServiceParent(self)
+        _Periodic("directory sync", config.ldap.sync_interval, self.sync_directory,
+                  self.clock).setServiceParent(self)
+        _Periodic("certificate reload", config.tls.reload_interval, self._reload_certificates,
+                  self.clock).setServiceParent(self)
+        agency_site = Site(agency_api.app.resource(), timeout=SITE_TIMEOUT)
+        agency_site.displayTracebacks = False
+        admin_site = Site(admin_api.app.resource(), timeout=SITE_TIMEOUT)
+        admin_site.displayTracebacks = False
+        self.api_listener = _Listener(
+            "agency api",
+            _endpoint(reactor, config.listen.api),
+            TLSMemoryBIOFactory(self.tls, False, agency_site),
+        )
+        self.admin_listener = _Listener(
+            "admin", _endpoint(reactor, config.listen.admin), admin_site
+        )
+        self.api_listener.setServiceParent(self)
+        self.admin_listener.setServiceParent(self)
+
+    async def ready(self) -> tuple[str, str]:
+        """The URLs of the agency API and the admin listener, once both listen."""
+        api_port = await self.api_listener.listening
+        admin_port = await self.admin_listener.listening
+        return (
+            _url("https", self.config.listen.api, api_port),
+            _url("http", self.config.listen.admin, admin_port),
+        )
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), UTC)
+
+    async def _check_database(self) -> None:
+        await self.db.run(lambda conn: conn.execute(text("SELECT 1")).scalar())
+
+    async def sync_directory(self) -> int:
+        """Pull every agency from LDAP into the cache; keeps the old cache on failure."""
+        try:
+            entries = await self.directory.fetch_agencies()
+        except Exception:
+            self.metrics.directory_syncs.labels(result="failed").inc()
+            raise
+        kept, removed = await self.db.run(
+            directory_store.thd_replace_all, entries, now=self.clock.seconds()
+        )
+        self.metrics.directory_syncs.labels(result="ok").inc()
+        self.metrics.directory_agencies.set(kept)
+        self._log.info("directory synced: {kept} agencies, {removed} removed",
+                       kept=kept, removed=removed)
+        return kept
+
+    async def _reload_certificates(self) -> None:
+        """Pick up a new CRL or certificate (revocations take effect in seconds)."""
+        now = self.now()
+        if self.authority.crl_due(now=now):
+            await self._deferred_to_thread(lambda: self.authority.publish_crl(now=now))
+        try:
+            if self.tls.reload_if_changed():
+                self._log.info("TLS certificates and CRL reloaded")
+        except PkiError as exc:
+            self._log.error("keeping the old TLS settings: {error}", error=str(exc))
+        for name, path in (("server", self.config.tls.server_cert),
+                           ("ca", self.config.tls.ca_cert)):
+            not_after = certificate_not_after(path.read_bytes())
+            self.metrics.certificate_expiry.labels(certificate=name).set(
+                (not_after - now).total_seconds()
+            )
+
+    async def _deferred_to_thread(self, work: Callable[[], None]) -> None:
+        await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), work)

@@ -1,0 +1,87 @@
+"""The node CA at work: enrolling and revoking agencies, publishing the CRL.
+
+Shared by the CLI (`govnode agency ...`) and the daemon (which re-publishes
+the CRL before it expires). Certificates are recorded in the database; the
+CRL file is derived from that record, written atomically, and picked up by
+the running node within seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from govnode.config.model import TlsSection
+from govnode.pki import ca
+from govnode.pki.files import read_pem, write_atomic
+from govnode.store import certificates
+from govnode.store.database import Database
+
+CRL_VALID_DAYS = 30
+CRL_REFRESH_BEFORE = timedelta(days=7)
+
+
+def _timestamp(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAuthority:
+    tls: TlsSection
+    node_id: str
+    db: Database
+
+    def _ca(self) -> tuple[bytes, bytes]:
+        return (
+            read_pem(self.tls.ca_cert, "the node CA certificate"),
+            read_pem(self.tls.ca_key, "the node CA private key"),
+        )
+
+    def enroll(self, code: str, *, now: datetime, valid_days: int | None = None) -> ca.Issued:
+        """Issue a client certificate for `code` and record it (the caller checks the code)."""
+        ca_cert, ca_key = self._ca()
+        issued = ca.issue_agency_certificate(
+            ca_cert,
+            ca_key,
+            code=code,
+            node_id=self.node_id,
+            now=now,
+            valid_days=valid_days or self.tls.agency_cert_days,
+        )
+        self.db.run_sync(
+            certificates.thd_record_issued,
+            serial=issued.serial,
+            agency=code,
+            fingerprint_sha256=issued.fingerprint_sha256,
+            not_before=_timestamp(issued.not_before),
+            not_after=_timestamp(issued.not_after),
+            now=_timestamp(now),
+        )
+        return issued
+
+    def revoke(self, code: str, *, now: datetime, reason: str) -> list[str]:
+        """Revoke every certificate of `code` and publish the new CRL at once."""
+        serials = self.db.run_sync(
+            certificates.thd_revoke_agency, code, now=_timestamp(now), reason=reason
+        )
+        self.publish_crl(now=now)
+        return serials
+
+    def publish_crl(self, *, now: datetime) -> None:
+        ca_cert, ca_key = self._ca()
+        revoked = [
+            (serial, datetime.fromtimestamp(at, UTC))
+            for serial, at in self.db.run_sync(certificates.thd_revoked)
+        ]
+        number = self.db.run_sync(certificates.thd_next_crl_number)
+        crl = ca.build_crl(
+            ca_cert, ca_key, revoked, now=now, valid_days=CRL_VALID_DAYS, crl_number=number
+        )
+        write_atomic(self.tls.crl, crl)
+
+    def crl_due(self, *, now: datetime) -> bool:
+        """True when the CRL is missing or will expire within a week."""
+        if not self.tls.crl.exists():
+            return True
+        next_update = ca.crl_next_update(self.tls.crl.read_bytes())
+        return next_update - now < CRL_REFRESH_BEFORE

@@ -1,0 +1,74 @@
+"""Bearer tokens (stored as SHA-256 hashes) and failed-login bookkeeping."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, delete, select, update
+
+from govnode.store.records import TokenRecord
+from govnode.store.schema import login_failures, tokens
+
+
+def thd_create(
+    conn: Connection,
+    *,
+    token_hash: str,
+    agency: str,
+    user: str,
+    now: float,
+    expires_at: float,
+    client_fingerprint: str | None,
+) -> None:
+    conn.execute(
+        tokens.insert().values(
+            token_hash=token_hash,
+            agency=agency,
+            user=user,
+            created_at=now,
+            expires_at=expires_at,
+            revoked=False,
+            client_fingerprint=client_fingerprint,
+        )
+    )
+
+
+def thd_find(conn: Connection, token_hash: str, *, now: float) -> TokenRecord | None:
+    """The live token with this hash: not revoked, not expired."""
+    row = conn.execute(
+        select(tokens.c.agency, tokens.c.user, tokens.c.expires_at, tokens.c.client_fingerprint)
+        .where(tokens.c.token_hash == token_hash)
+        .where(tokens.c.revoked.is_(False))
+        .where(tokens.c.expires_at > now)
+    ).first()
+    return TokenRecord(*row) if row else None
+
+
+def thd_revoke(conn: Connection, token_hash: str) -> bool:
+    result = conn.execute(
+        update(tokens).where(tokens.c.token_hash == token_hash).values(revoked=True)
+    )
+    return result.rowcount > 0
+
+
+def thd_purge(conn: Connection, *, now: float, failures_before: float) -> None:
+    """Forget expired tokens and failures older than any lockout window."""
+    conn.execute(delete(tokens).where(tokens.c.expires_at <= now))
+    conn.execute(delete(login_failures).where(login_failures.c.at < failures_before))
+
+
+def thd_failures_since(conn: Connection, username: str, since: float) -> list[float]:
+    """Times of failed logins for `username` after `since`, oldest first."""
+    return list(
+        conn.scalars(
+            select(login_failures.c.at)
+            .where(login_failures.c.username == username, login_failures.c.at > since)
+            .order_by(login_failures.c.at)
+        )
+    )
+
+
+def thd_record_failure(conn: Connection, username: str, *, now: float) -> None:
+    conn.execute(login_failures.insert().values(username=username, at=now))
+
+
+def thd_clear_failures(conn: Connection, username: str) -> None:
+    conn.execute(delete(login_failures).where(login_failures.c.username == username))
