@@ -8,6 +8,7 @@ All network waits are bounded by the configured connect/receive timeouts.
 
 from __future__ import annotations
 
+import math
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -125,7 +126,8 @@ class LdapDirectory:
             self._server_pool(),
             user=dn,
             password=password,
-            receive_timeout=self._config.receive_timeout,
+            # ldap3 packs this into SO_RCVTIMEO and needs whole seconds.
+            receive_timeout=max(1, math.ceil(self._config.receive_timeout)),
             raise_exceptions=True,
             read_only=True,
         )

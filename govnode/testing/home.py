@@ -1,0 +1,110 @@
+"""Throwaway node homes: `govnode init` against a private slapd, agencies enrolled."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from govnode.cli.main import main as govnode
+from govnode.config import CONFIG_NAME, Config, load_config
+from govnode.directory.ldap import LdapDirectory
+from govnode.pki.authority import NodeAuthority
+from govnode.pki.files import write_atomic, write_private
+from govnode.store import directory
+from govnode.store.database import Database
+from govnode.testing.slapd import Slapd
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFiles:
+    """What an enrolled agency holds: its certificate, its key, and the node's CA."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def init_home(
+    home: Path,
+    slapd: Slapd,
+    *,
+    node_id: str = "kb",
+    name: str = "استانداری کهگیلویه و بویراحمد",
+    api_port: int = 0,
+    admin_port: int = 0,
+) -> Config:
+    """Run `govnode init` for a node whose directory is `slapd`."""
+    password_file = home.parent / f".{home.name}-ldap-password"
+    write_private(password_file, slapd.service_password.encode("utf-8"))
+    code = govnode([
+        "--home", str(home), "init", "--node", node_id, "--name", name,
+        "--api-listen", f"127.0.0.1:{api_port}", "--admin-listen", f"127.0.0.1:{admin_port}",
+        "--ldap-url", slapd.url, "--ldap-base-dn", slapd.base_dn,
+        "--ldap-bind-dn", slapd.service_dn, "--ldap-password-file", str(password_file),
+    ])
+    password_file.unlink()
+    if code != 0:
+        raise RuntimeError(f"govnode init failed for {home} (exit {code})")
+    return load_config(home / CONFIG_NAME)
+
+
+_SETTING = r'(?m)^({key}\s*=\s*).*$'
+
+
+def configure(home: Path, **settings: str | list[str] | float) -> Config:
+    """Change top-level keys of an existing `govnode.toml` (demo and test use only).
+
+    Keys are unique names in our template (`api`, `admin`, `urls`,
+    `reload_interval`...), so a line edit keeps the operator's comments intact.
+    """
+    path = home / CONFIG_NAME
+    text = path.read_text(encoding="utf-8")
+    for key, value in settings.items():
+        literal = json.dumps(value, ensure_ascii=False)
+        text, count = re.subn(
+            _SETTING.format(key=re.escape(key)),
+            lambda match: match.group(1) + literal,  # noqa: B023 - used at once
+            text,
+            count=1,
+        )
+        if count != 1:
+            raise KeyError(f"{path}: no setting {key!r} to change")
+    write_atomic(path, text.encode("utf-8"), mode=0o640)
+    return load_config(path)
+
+
+def sync_directory(config: Config) -> int:
+    db = Database(config.database.url)
+    try:
+        entries = LdapDirectory(config.ldap).fetch_agencies_sync()
+        kept, _ = db.run_sync(
+            directory.thd_replace_all, entries, now=datetime.now(UTC).timestamp()
+        )
+        return kept
+    finally:
+        db.stop()
+
+
+def enroll(config: Config, codes: Iterable[str], out_root: Path) -> dict[str, ClientFiles]:
+    """Issue certificates for `codes` into `out_root/<code>/` (what `agency enroll` writes)."""
+    db = Database(config.database.url)
+    authority = NodeAuthority(config.tls, config.node.id, db)
+    ca_pem = config.tls.ca_cert.read_bytes()
+    issued: dict[str, ClientFiles] = {}
+    try:
+        for code in codes:
+            certificate = authority.enroll(code, now=datetime.now(UTC))
+            folder = out_root / code
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            files = ClientFiles(folder / "cert.pem", folder / "key.pem", folder / "ca.pem")
+            write_atomic(files.cert, certificate.cert_pem)
+            write_private(files.key, certificate.key_pem)
+            write_atomic(files.ca, ca_pem)
+            issued[code] = files
+    finally:
+        db.stop()
+    return issued

@@ -1,0 +1,96 @@
+"""pytest fixtures for govnode and its plugin authors (loaded through `pytest11`).
+
+- `govnode_slapd`: a private slapd seeded with the demo province (session).
+- `govnode_home`: an initialised node home with some agencies enrolled (session).
+- `govnode_node`: that node running as a real `govnode serve` process (session).
+- `govnode_client`: a factory of HTTPS clients holding an agency's certificate.
+
+Tests that stop or break these must use their own instances, not these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from govnode.config import Config
+from govnode.testing.client import AgencyClient
+from govnode.testing.demo_data import demo_file, load_agencies
+from govnode.testing.home import ClientFiles, configure, enroll, init_home, sync_directory
+from govnode.testing.process import NodeProcess
+from govnode.testing.slapd import Slapd
+
+ENROLLED = ("ostandari", "edu", "welfare", "health-univ", "roads", "edu-dena")
+"""Agencies that the session node enrolls (a phase-3 office among them)."""
+
+DEMO_USERS = {"edu": ["dabir.edu"]}
+"""A user inside an agency's part of the directory (password `demo-dabir.edu`)."""
+
+
+@dataclass(frozen=True)
+class NodeHome:
+    path: Path
+    config: Config
+    clients: dict[str, ClientFiles]
+
+
+def start_demo_slapd(workdir: Path, *, base_dn: str = "dc=kb,dc=gov,dc=ir") -> Slapd:
+    """A started slapd holding the demo province's agencies and users."""
+    slapd = Slapd(workdir, base_dn=base_dn)
+    slapd.seed(load_agencies(demo_file("agencies.csv")), users=DEMO_USERS)
+    slapd.start()
+    return slapd
+
+
+def make_node_home(root: Path, slapd: Slapd, codes: tuple[str, ...] = ENROLLED) -> NodeHome:
+    """`govnode init` + directory sync + enrollment of `codes`, ready to serve."""
+    home = root / "kb"
+    init_home(home, slapd)
+    config = configure(home, reload_interval=0.5)
+    sync_directory(config)
+    clients = enroll(config, codes, root / "clients")
+    return NodeHome(path=home, config=config, clients=clients)
+
+
+@pytest.fixture(scope="session")
+def govnode_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    slapd = start_demo_slapd(tmp_path_factory.mktemp("slapd"))
+    yield slapd
+    slapd.stop()
+
+
+@pytest.fixture(scope="session")
+def govnode_home(tmp_path_factory: pytest.TempPathFactory, govnode_slapd: Slapd) -> NodeHome:
+    return make_node_home(tmp_path_factory.mktemp("node"), govnode_slapd)
+
+
+@pytest.fixture(scope="session")
+def govnode_node(govnode_home: NodeHome) -> Iterator[NodeProcess]:
+    node = NodeProcess(govnode_home.path).start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def govnode_client(
+    govnode_home: NodeHome, govnode_node: NodeProcess
+) -> Iterator[Callable[[str | None], AgencyClient]]:
+    """`govnode_client("edu")`: a client with edu's certificate; `None`: no certificate."""
+    made: list[AgencyClient] = []
+
+    def make(code: str | None) -> AgencyClient:
+        ca = govnode_home.config.tls.ca_cert
+        if code is None:
+            client = AgencyClient(govnode_node.api_url, ca)
+        else:
+            files = govnode_home.clients[code]
+            client = AgencyClient(govnode_node.api_url, ca, files.cert, files.key)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
