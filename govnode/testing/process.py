@@ -72,6 +72,10 @@ class NodeProcess:
         assert self._process is not None
         return self._process.pid
 
+    def exit_code(self) -> int | None:
+        """The exit code once the process has ended, else None."""
+        return None if self._process is None else self._process.poll()
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM and wait; returns the exit code (None if it had to be killed)."""
         if self._process is None or self._process.poll() is not None:

@@ -1,0 +1,140 @@
+"""The demo province (`scripts/run`): a private slapd, node kb, enrolled agencies.
+
+State lives under `var/demo/` (or `--dir`), one folder per node:
+`kb/ca.pem` (trust it to reach kb), `kb/clients/<code>/{cert,key}.pem`,
+`kb/node/` (the node home), `kb/ldap/` (the directory), `kb/node.log`.
+Running it again reuses the node home and its enrollments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from govnode.config import CONFIG_NAME, Config
+from govnode.domain.agency import AgencyStatus
+from govnode.store import directory
+from govnode.store.database import Database
+from govnode.testing.demo_data import demo_file, load_agencies
+from govnode.testing.home import configure, enroll, init_home, sync_directory
+from govnode.testing.process import NodeFailedToStart, NodeProcess
+from govnode.testing.pytest_plugin import DEMO_USERS
+from govnode.testing.slapd import Slapd
+
+NODE_NAME = "استانداری کهگیلویه و بویراحمد"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scripts/run", description=__doc__)
+    parser.add_argument("--dir", type=Path, default=Path("var/demo"), help="state folder")
+    parser.add_argument("--port", type=int, default=8443, help="agency API port (0: any free)")
+    parser.add_argument("--admin-port", type=int, default=8081,
+                        help="admin listener port (0: any free)")
+    return parser
+
+
+def _pending_enrollments(config: Config, clients: Path) -> list[str]:
+    """Phase 1 and 2 agencies without a valid certificate on both sides."""
+    db = Database(config.database.url)
+    try:
+        records = db.run_sync(directory.thd_all, now=datetime.now(UTC).timestamp())
+    finally:
+        db.stop()
+    return [
+        record.agency.code
+        for record in records
+        if record.agency.phase in (1, 2)
+        and (record.status is not AgencyStatus.ACTIVE
+             or not (clients / record.agency.code / "key.pem").exists())
+    ]
+
+
+def prepare_node(root: Path, node_id: str, slapd: Slapd, api_port: int,
+                 admin_port: int) -> Config:
+    home = root / "node"
+    if not (home / CONFIG_NAME).exists():
+        shutil.rmtree(home, ignore_errors=True)  # a half-made home from an interrupted run
+        init_home(home, slapd, node_id=node_id, name=NODE_NAME)
+    config = configure(
+        home,
+        urls=[slapd.url],
+        api=f"127.0.0.1:{api_port}",
+        admin=f"127.0.0.1:{admin_port}",
+    )
+    agencies = sync_directory(config)
+    pending = _pending_enrollments(config, root / "clients")
+    if pending:
+        print(f"enrolling {len(pending)} agencies of phases 1 and 2 ...", flush=True)
+        enroll(config, pending, root / "clients")
+    shutil.copyfile(config.tls.ca_cert, root / "ca.pem")
+    print(f"node {node_id}: {agencies} agencies in the directory, "
+          f"certificates in {root / 'clients'}", flush=True)
+    return config
+
+
+def _examples(root: Path, api_url: str) -> str:
+    d = root / "clients" / "edu"
+    tls = f"--cacert {root / 'ca.pem'} --cert {d / 'cert.pem'} --key {d / 'key.pem'}"
+    return f"""
+Try it (demo-only credentials: each agency's password is demo-<code>):
+  # log in as the education directorate (edu) and keep the token
+  TOKEN=$(curl -s {tls} -H 'Content-Type: application/json' \\
+    -d '{{"username": "edu", "password": "demo-edu"}}' {api_url}/api/v1/auth/token \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  # search the directory in Persian (Arabic ي and ك are fine too)
+  curl -s {tls} -H "Authorization: Bearer $TOKEN" -G \\
+    --data-urlencode 'q=بهزیستی' {api_url}/api/v1/directory
+  # one agency, with its certificate fingerprint
+  curl -s {tls} -H "Authorization: Bearer $TOKEN" {api_url}/api/v1/directory/welfare
+Press Ctrl-C to stop.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    root = args.dir.absolute() / "kb"
+    root.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    slapd = Slapd(root / "ldap")
+    slapd.seed(load_agencies(demo_file("agencies.csv")), users=DEMO_USERS)
+    slapd.start()
+    node = NodeProcess(root / "node", log_path=root / "node.log")
+    try:
+        prepare_node(root, "kb", slapd, args.port, args.admin_port)
+        try:
+            node.start()
+        except NodeFailedToStart as exc:
+            print(f"scripts/run: {exc}", file=sys.stderr)
+            if "already in use" in str(exc):
+                print("scripts/run: another program holds the port; try --port 0 "
+                      "--admin-port 0", file=sys.stderr)
+            return 1
+        print(f"govnode ready: kb {node.api_url} admin={node.admin_url}", flush=True)
+        print(_examples(root, node.api_url), flush=True)
+        while not stop.wait(1.0):
+            if node.exit_code() is not None:
+                print(f"scripts/run: the node exited; its log:\n{node.log_tail()}",
+                      file=sys.stderr)
+                return 1
+        print("stopping ...", flush=True)
+        return 0
+    finally:
+        node.stop()
+        slapd.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
