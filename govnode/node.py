@@ -132,10 +132,12 @@ class Node(MultiService):
         self._reactor: Any = reactor
         self.clock: IReactorTime = clock or reactor
         self.metrics = Metrics()
-        self.db = Database(config.database.url, reactor=reactor,
-                           pool_size=config.database.pool_size)
-        self.directory = LdapDirectory(config.ldap, reactor=reactor,
-                                       observe_latency=self.metrics.observe_ldap)
+        self.db = Database(
+            config.database.url, reactor=reactor, pool_size=config.database.pool_size
+        )
+        self.directory = LdapDirectory(
+            config.ldap, reactor=reactor, observe_latency=self.metrics.observe_ldap
+        )
         self.authority = NodeAuthority(config.tls, config.node.id, self.db)
         self.tls = ServerTLS(
             cert_path=config.tls.server_cert,
@@ -145,12 +147,18 @@ class Node(MultiService):
             require_client_cert=config.tls.require_client_cert,
         )
         self.authenticator = Authenticator(
-            db=self.db, directory=self.directory, clock=self.clock,
-            limits=config.limits, metrics=self.metrics,
+            db=self.db,
+            directory=self.directory,
+            clock=self.clock,
+            limits=config.limits,
+            metrics=self.metrics,
         )
         agency_api = AgencyApi(
-            node_id=config.node.id, db=self.db, authenticator=self.authenticator,
-            clock=self.clock, metrics=self.metrics,
+            node_id=config.node.id,
+            db=self.db,
+            authenticator=self.authenticator,
+            clock=self.clock,
+            metrics=self.metrics,
         )
         admin_api = AdminApi(
             checks={"database": self._check_database, "ldap": self.directory.ping},
@@ -158,10 +166,12 @@ class Node(MultiService):
         )
         _Started("database", self.db.start, self.db.stop).setServiceParent(self)
         _Started("ldap", self.directory.start, self.directory.stop).setServiceParent(self)
-        _Periodic("directory sync", config.ldap.sync_interval, self.sync_directory,
-                  self.clock).setServiceParent(self)
-        _Periodic("certificate reload", config.tls.reload_interval, self._reload_certificates,
-                  self.clock).setServiceParent(self)
+        _Periodic(
+            "directory sync", config.ldap.sync_interval, self.sync_directory, self.clock
+        ).setServiceParent(self)
+        _Periodic(
+            "certificate reload", config.tls.reload_interval, self._reload_certificates, self.clock
+        ).setServiceParent(self)
         agency_site = Site(agency_api.app.resource(), timeout=SITE_TIMEOUT)
         agency_site.displayTracebacks = False
         admin_site = Site(admin_api.app.resource(), timeout=SITE_TIMEOUT)
@@ -204,23 +214,37 @@ class Node(MultiService):
         )
         self.metrics.directory_syncs.labels(result="ok").inc()
         self.metrics.directory_agencies.set(kept)
-        self._log.info("directory synced: {kept} agencies, {removed} removed",
-                       kept=kept, removed=removed)
+        self._log.info(
+            "directory synced: {kept} agencies, {removed} removed", kept=kept, removed=removed
+        )
         return kept
 
     async def _reload_certificates(self) -> None:
-        """Pick up a new CRL or certificate (revocations take effect in seconds)."""
+        """Pick up a new CRL or certificate (revocations take effect in seconds).
+
+        Also re-publishes the CRL before it expires: an expired CRL would make
+        OpenSSL refuse every agency.
+        """
         now = self.now()
-        if self.authority.crl_due(now=now):
-            await self._deferred_to_thread(lambda: self.authority.publish_crl(now=now))
+        try:
+            if self.authority.crl_due(now=now):
+                await self._deferred_to_thread(lambda: self.authority.publish_crl(now=now))
+                self._log.info("CRL re-published before its next update")
+        except (PkiError, OSError, ValueError) as exc:
+            self._log.error("cannot re-publish the CRL: {error}", error=str(exc))
         try:
             if self.tls.reload_if_changed():
                 self._log.info("TLS certificates and CRL reloaded")
         except PkiError as exc:
             self._log.error("keeping the old TLS settings: {error}", error=str(exc))
-        for name, path in (("server", self.config.tls.server_cert),
-                           ("ca", self.config.tls.ca_cert)):
-            not_after = certificate_not_after(path.read_bytes())
+        for name, path in (
+            ("server", self.config.tls.server_cert),
+            ("ca", self.config.tls.ca_cert),
+        ):
+            try:
+                not_after = certificate_not_after(path.read_bytes())
+            except (OSError, ValueError):
+                continue  # reported by the reload above
             self.metrics.certificate_expiry.labels(certificate=name).set(
                 (not_after - now).total_seconds()
             )

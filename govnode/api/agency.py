@@ -260,9 +260,7 @@ class AgencyApi:
             limit=query_int(request, "limit", 50, 1, MAX_PAGE),
             offset=query_int(request, "offset", 0, 0, 10**9),
         )
-        records, total = await self._db.run(
-            directory.thd_search, query, now=self._clock.seconds()
-        )
+        records, total = await self._db.run(directory.thd_search, query, now=self._clock.seconds())
         return _json(
             request,
             200,

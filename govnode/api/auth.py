@@ -47,8 +47,7 @@ def agency_mismatch(token_agency: str, cert_agency: str) -> ApiError:
     return ApiError(
         403,
         "agency_mismatch",
-        f"this login belongs to agency {token_agency!r}, the client certificate to "
-        f"{cert_agency!r}",
+        f"this login belongs to agency {token_agency!r}, the client certificate to {cert_agency!r}",
     )
 
 
@@ -76,15 +75,15 @@ class Authenticator:
         key = username.strip().casefold()
         now = self._clock.seconds()
         window = self._limits.lockout_window
-        failures = await self._db.run(
-            tokens.thd_failures_since, key, now - window
-        )
+        failures = await self._db.run(tokens.thd_failures_since, key, now - window)
         wait = locked_for(failures, now=now, limit=self._limits.lockout_failures, window=window)
         if wait > 0:
             self._metrics.logins.labels(result="locked").inc()
             self._log.warn(
                 "login refused: {username!r} is locked out for {wait:.0f} s (cert {cert})",
-                username=username, wait=wait, cert=client.agency,
+                username=username,
+                wait=wait,
+                cert=client.agency,
             )
             raise ApiError(
                 429,
@@ -99,19 +98,24 @@ class Authenticator:
             await self._db.run(tokens.thd_record_failure, key, now=self._clock.seconds())
             self._log.warn(
                 "login failed for {username!r}: {reason} (cert {cert})",
-                username=username, reason=str(exc), cert=client.agency,
+                username=username,
+                reason=str(exc),
+                cert=client.agency,
             )
             raise ApiError(401, "invalid_credentials", "wrong username or password") from None
         except DirectoryUnavailable as exc:
             self._metrics.logins.labels(result="unavailable").inc()
-            self._log.error("login of {username!r} impossible: {error}", username=username,
-                            error=str(exc))
+            self._log.error(
+                "login of {username!r} impossible: {error}", username=username, error=str(exc)
+            )
             raise unavailable("the directory (LDAP)") from None
         if client.agency is not None and client.agency != identity.agency:
             self._metrics.logins.labels(result="failure").inc()
             self._log.warn(
                 "login of {user!r} of agency {agency} refused over the certificate of {cert}",
-                user=identity.user, agency=identity.agency, cert=client.agency,
+                user=identity.user,
+                agency=identity.agency,
+                cert=client.agency,
             )
             raise agency_mismatch(identity.agency, client.agency)
         token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -130,17 +134,18 @@ class Authenticator:
         self._metrics.logins.labels(result="success").inc()
         self._log.info(
             "login of {user!r} for agency {agency} (cert {cert} {fingerprint})",
-            user=identity.user, agency=identity.agency, cert=client.agency,
+            user=identity.user,
+            agency=identity.agency,
+            cert=client.agency,
             fingerprint=client.fingerprint,
         )
-        return Session(token=token, agency=identity.agency, user=identity.user,
-                       expires_at=expires_at)
+        return Session(
+            token=token, agency=identity.agency, user=identity.user, expires_at=expires_at
+        )
 
     async def check(self, token: str, client: Client) -> TokenRecord:
         """The live token behind `Authorization: Bearer`, or 401/403; no LDAP call."""
-        record = await self._db.run(
-            tokens.thd_find, token_hash(token), now=self._clock.seconds()
-        )
+        record = await self._db.run(tokens.thd_find, token_hash(token), now=self._clock.seconds())
         if record is None:
             raise unauthenticated("the token is unknown, expired or revoked")
         if client.agency is not None and client.agency != record.agency:

@@ -24,14 +24,28 @@ def _ok(description: str, schema: str) -> dict[str, Any]:
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
 
 
 _AGENCY = {
     "type": "object",
-    "required": ["code", "address", "name", "name_en", "kind", "phase", "parent", "county",
-                 "status"],
+    "required": [
+        "code",
+        "address",
+        "name",
+        "name_en",
+        "kind",
+        "phase",
+        "parent",
+        "county",
+        "status",
+    ],
     "properties": {
         "code": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$"},
         "address": {"type": "string"},
@@ -97,8 +111,12 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": "This document",
             "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.1",
-                                  "content": {"application/json": {"schema": {"type": "object"}}}}},
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3.1",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
         }
     },
     "/api/v1/auth/token": {
@@ -127,15 +145,18 @@ _PATHS: dict[str, Any] = {
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
                 _query("offset", {"type": "integer", "minimum": 0}, "rows to skip"),
             ],
-            "responses": {"200": _ok("Matching agencies", "AgencyList"),
-                          **_errors(400, 401, 403, 503)},
+            "responses": {
+                "200": _ok("Matching agencies", "AgencyList"),
+                **_errors(400, 401, 403, 503),
+            },
         }
     },
     "/api/v1/directory/{code}": {
         "get": {
             "summary": "One agency, by code or full address",
-            "parameters": [{"name": "code", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
+            "parameters": [
+                {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
             "responses": {"200": _ok("The agency", "Agency"), **_errors(401, 403, 404, 503)},
         }
     },
@@ -152,8 +173,7 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": _SCHEMAS,
             "responses": {
-                "Error": {"description": "An error (API.md's error shape)",
-                          **_json_body("Error")},
+                "Error": {"description": "An error (API.md's error shape)", **_json_body("Error")},
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

@@ -86,8 +86,9 @@ def init(args: argparse.Namespace) -> int:
     print(f"  CA certificate (give it to agencies): {home / 'pki/ca.pem'}")
     print("next steps:")
     if args.ldap_password_file is None:
-        print(f"  - put the LDAP service account's password into "
-              f"{home / values.ldap_password_file}")
+        print(
+            f"  - put the LDAP service account's password into {home / values.ldap_password_file}"
+        )
     print(f"  - check the [ldap] section of {home / CONFIG_NAME}")
     print(f"  - govnode --home {home} check")
     print(f"  - govnode --home {home} agency enroll CODE --out DIR")
@@ -103,8 +104,9 @@ def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> 
         try:
             password = args.ldap_password_file.read_bytes()
         except OSError as exc:
-            raise CliError(f"--ldap-password-file: cannot read {args.ldap_password_file}: "
-                           f"{exc.strerror}") from None
+            raise CliError(
+                f"--ldap-password-file: cannot read {args.ldap_password_file}: {exc.strerror}"
+            ) from None
     write_private(staging / values.ldap_password_file, password)
     write_atomic(staging / CONFIG_NAME, render_config(values).encode("utf-8"), mode=0o640)
     config = _load(staging, read_secrets=False)
@@ -115,8 +117,12 @@ def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> 
     dns = [name for name in values.server_names if not _is_ip(name)]
     ips = [name for name in values.server_names if _is_ip(name)]
     server = ca.issue_server_certificate(
-        authority_cert.cert_pem, authority_cert.key_pem,
-        node_id=values.node_id, dns_names=dns, ip_addresses=ips, now=moment,
+        authority_cert.cert_pem,
+        authority_cert.key_pem,
+        node_id=values.node_id,
+        dns_names=dns,
+        ip_addresses=ips,
+        now=moment,
     )
     write_atomic(config.tls.server_cert, server.cert_pem)
     write_private(config.tls.server_key, server.key_pem)
@@ -157,17 +163,26 @@ def agency_enroll(args: argparse.Namespace) -> int:
         try:
             _sync(config, db)
         except DirectoryUnavailable as exc:
-            raise CliError(f"{code!r} is not in the directory cache and LDAP cannot be "
-                           f"reached to look again: {exc}", EXIT_PROBLEM) from None
+            raise CliError(
+                f"{code!r} is not in the directory cache and LDAP cannot be "
+                f"reached to look again: {exc}",
+                EXIT_PROBLEM,
+            ) from None
         record = db.run_sync(directory.thd_get, code, now=now().timestamp())
     if record is None:
-        raise CliError(f"agency {code!r} is not in the directory ({config.ldap.agencies_dn}); "
-                       "add it to LDAP first", EXIT_PROBLEM)
+        raise CliError(
+            f"agency {code!r} is not in the directory ({config.ldap.agencies_dn}); "
+            "add it to LDAP first",
+            EXIT_PROBLEM,
+        )
     authority = NodeAuthority(config.tls, config.node.id, db)
     out: Path = args.out
     if record.status is AgencyStatus.ACTIVE and not args.force:
-        raise CliError(f"{code} is already enrolled (certificate {record.fingerprint_sha256}); "
-                       "use --force to issue a new one and revoke the old", EXIT_PROBLEM)
+        raise CliError(
+            f"{code} is already enrolled (certificate {record.fingerprint_sha256}); "
+            "use --force to issue a new one and revoke the old",
+            EXIT_PROBLEM,
+        )
     if (out / "key.pem").exists() and not args.force:
         raise CliError(f"{out / 'key.pem'} exists; refusing to overwrite (use --force)")
     if args.force and record.status is AgencyStatus.ACTIVE:
@@ -181,8 +196,9 @@ def agency_enroll(args: argparse.Namespace) -> int:
     write_private(out / "key.pem", issued.key_pem)
     write_atomic(out / "ca.pem", config.tls.ca_cert.read_bytes())
     print(f"enrolled {code}@{config.node.id} ({record.agency.name_fa})")
-    print(f"  certificate {out / 'cert.pem'}, key {out / 'key.pem'} (mode 0600), "
-          f"CA {out / 'ca.pem'}")
+    print(
+        f"  certificate {out / 'cert.pem'}, key {out / 'key.pem'} (mode 0600), CA {out / 'ca.pem'}"
+    )
     print(f"  sha256 {issued.fingerprint_sha256}, valid until {issued.not_after:%Y-%m-%d}")
     return 0
 
@@ -196,8 +212,10 @@ def agency_revoke(args: argparse.Namespace) -> int:
     if not serials:
         raise CliError(f"{args.code} has no unrevoked certificate", EXIT_PROBLEM)
     print(f"revoked {len(serials)} certificate(s) of {args.code}: {', '.join(serials)}")
-    print(f"  CRL updated ({config.tls.crl}); a running node refuses them within "
-          f"{config.tls.reload_interval:g} s")
+    print(
+        f"  CRL updated ({config.tls.crl}); a running node refuses them within "
+        f"{config.tls.reload_interval:g} s"
+    )
     return 0
 
 
@@ -213,7 +231,8 @@ def agency_list(args: argparse.Namespace) -> int:
             "status": str(r.status),
             "certificate_expires": (
                 datetime.fromtimestamp(r.certificate_not_after, UTC).strftime("%Y-%m-%d")
-                if r.certificate_not_after else None
+                if r.certificate_not_after
+                else None
             ),
         }
         for r in records
@@ -228,8 +247,10 @@ def agency_list(args: argparse.Namespace) -> int:
     width = max(len(record.agency.code) for record in records)
     print(f"{'CODE':<{width}}  PHASE  {'STATUS':<9}  {'EXPIRES':<10}  NAME")
     for row in rows:
-        print(f"{row['code']:<{width}}  {row['phase']:<5}  {row['status']:<9}  "
-              f"{row['certificate_expires'] or '-':<10}  {row['name']}")
+        print(
+            f"{row['code']:<{width}}  {row['phase']:<5}  {row['status']:<9}  "
+            f"{row['certificate_expires'] or '-':<10}  {row['name']}"
+        )
     counts = {status: sum(1 for r in rows if r["status"] == status) for status in AgencyStatus}
     print(f"{len(rows)} agencies: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return 0
@@ -280,8 +301,10 @@ def check(args: argparse.Namespace) -> int:
             report(False, f"{name} certificate {path}: {exc}")
             continue
         left = not_after - moment
-        report(left > EXPIRY_WARNING,
-               f"{name} certificate {path} valid until {not_after:%Y-%m-%d} ({left.days} days)")
+        report(
+            left > EXPIRY_WARNING,
+            f"{name} certificate {path} valid until {not_after:%Y-%m-%d} ({left.days} days)",
+        )
     try:
         next_update = ca.crl_next_update(config.tls.crl.read_bytes())
         report(next_update > moment, f"CRL {config.tls.crl} next update {next_update:%Y-%m-%d}")
@@ -303,8 +326,11 @@ def db_upgrade(args: argparse.Namespace) -> int:
     before = current_revision(db.engine)
     upgrade(db.engine)
     after = current_revision(db.engine)
-    print(f"database {config.database.url}: {before or 'empty'} -> {after}"
-          if before != after else f"database {config.database.url} is current ({after})")
+    print(
+        f"database {config.database.url}: {before or 'empty'} -> {after}"
+        if before != after
+        else f"database {config.database.url} is current ({after})"
+    )
     return 0
 
 

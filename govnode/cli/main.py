@@ -36,19 +36,26 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--ldap-url", action="append", default=[], help="LDAP URL (repeatable)")
     init.add_argument("--ldap-base-dn")
     init.add_argument("--ldap-bind-dn")
-    init.add_argument("--ldap-password-file", type=Path,
-                      help="file holding the LDAP service password (copied into the home)")
+    init.add_argument(
+        "--ldap-password-file",
+        type=Path,
+        help="file holding the LDAP service password (copied into the home)",
+    )
     init.set_defaults(run=commands.init)
 
     agency = sub.add_parser("agency", help="enroll, revoke and list agencies")
     agency_sub = agency.add_subparsers(dest="agency_command", required=True, metavar="ACTION")
     enroll = agency_sub.add_parser("enroll", help="issue an agency's client certificate")
     enroll.add_argument("code")
-    enroll.add_argument("--out", type=Path, required=True,
-                        help="folder for cert.pem, key.pem and ca.pem")
+    enroll.add_argument(
+        "--out", type=Path, required=True, help="folder for cert.pem, key.pem and ca.pem"
+    )
     enroll.add_argument("--days", type=int, help="validity in days (default tls.agency_cert_days)")
-    enroll.add_argument("--force", action="store_true",
-                        help="re-enroll an enrolled agency (revokes its current certificate)")
+    enroll.add_argument(
+        "--force",
+        action="store_true",
+        help="re-enroll an enrolled agency (revokes its current certificate)",
+    )
     enroll.set_defaults(run=commands.agency_enroll)
     revoke = agency_sub.add_parser("revoke", help="revoke an agency's certificates")
     revoke.add_argument("code")
@@ -59,17 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(run=commands.agency_list)
 
     directory = sub.add_parser("directory", help="the directory cache")
-    directory_sub = directory.add_subparsers(dest="directory_command", required=True,
-                                             metavar="ACTION")
+    directory_sub = directory.add_subparsers(
+        dest="directory_command", required=True, metavar="ACTION"
+    )
     directory_sub.add_parser("sync", help="pull agencies from LDAP now").set_defaults(
         run=commands.directory_sync
     )
 
-    sub.add_parser("check", help="validate config, reach LDAP and the database, "
-                   "report expiring certificates").set_defaults(run=commands.check)
-    sub.add_parser("serve", help="run the node in the foreground").set_defaults(
-        run=commands.serve
-    )
+    sub.add_parser(
+        "check", help="validate config, reach LDAP and the database, report expiring certificates"
+    ).set_defaults(run=commands.check)
+    sub.add_parser("serve", help="run the node in the foreground").set_defaults(run=commands.serve)
     db = sub.add_parser("db", help="the database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(run=commands.db_upgrade)

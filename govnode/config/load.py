@@ -212,9 +212,7 @@ def _limits(s: _Section) -> LimitsSection:
 
 
 def _plugins(s: _Section) -> PluginsSection:
-    settings = {
-        name: value for name, value in s.table.items() if isinstance(value, dict)
-    }
+    settings = {name: value for name, value in s.table.items() if isinstance(value, dict)}
     s.used.update(settings)
     return PluginsSection(
         enabled=s.strings("enabled", ()), blocked=s.strings("blocked", ()), settings=settings
@@ -228,9 +226,7 @@ def _section(root: _Section, name: str, build: Callable[[_Section], T]) -> T:
     return value
 
 
-def parse_config(
-    path: Path, document: Mapping[str, Any], *, read_secrets: bool = True
-) -> Config:
+def parse_config(path: Path, document: Mapping[str, Any], *, read_secrets: bool = True) -> Config:
     """Build a `Config` from an already parsed TOML document.
 
     `read_secrets=False` leaves secrets empty, for commands that need none.

@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ldap3 import BASE, FIRST, SUBTREE, Connection, Server, ServerPool, Tls
+from ldap3 import BASE, NONE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException, LDAPInvalidCredentialsResult
 from ldap3.utils.dn import parse_dn
 from twisted.internet.interfaces import IReactorThreads
@@ -100,48 +100,56 @@ class LdapDirectory:
 
     # -- connections ---------------------------------------------------------
 
-    def _server_pool(self) -> ServerPool:
+    def _servers(self) -> list[Server]:
         tls = None
         if self._config.ca_file is not None or self._config.start_tls:
             tls = Tls(
                 validate=ssl.CERT_REQUIRED,
                 ca_certs_file=str(self._config.ca_file) if self._config.ca_file else None,
             )
-        servers = [
-            Server(
-                url,
-                connect_timeout=self._config.connect_timeout,
-                tls=tls,
-                get_info="NO_INFO",
-            )
+        # New Server objects every time: ldap3 remembers a refused address for a
+        # while, and a directory that came back must be usable at once.
+        return [
+            Server(url, connect_timeout=self._config.connect_timeout, tls=tls, get_info=NONE)
             for url in self._config.urls
         ]
-        # FIRST with active=1: try each server once in order, then give up.
-        return ServerPool(servers, FIRST, active=1, exhaust=False)
+
+    def _open(self, dn: str, password: str) -> Connection:
+        """An open connection to the first server that answers (ldap3's ServerPool
+        sleeps between rounds; this costs at most one connect timeout per server)."""
+        failures = []
+        for server in self._servers():
+            conn = Connection(
+                server,
+                user=dn,
+                password=password,
+                # ldap3 packs this into SO_RCVTIMEO and needs whole seconds.
+                receive_timeout=max(1, math.ceil(self._config.receive_timeout)),
+                raise_exceptions=True,
+                read_only=True,
+            )
+            try:
+                conn.open()
+                if self._config.start_tls:
+                    conn.start_tls()
+            except (LDAPException, OSError) as exc:
+                failures.append(f"{server.host}:{server.port}: {exc}")
+                with suppress(LDAPException, OSError):
+                    conn.unbind()
+                continue
+            return conn
+        raise DirectoryUnavailable("LDAP unreachable: " + "; ".join(failures))
 
     @contextmanager
     def _connection(self, dn: str, password: str) -> Iterator[Connection]:
         """A bound connection; LDAP failures other than bad credentials mean unavailable."""
-        conn = Connection(
-            self._server_pool(),
-            user=dn,
-            password=password,
-            # ldap3 packs this into SO_RCVTIMEO and needs whole seconds.
-            receive_timeout=max(1, math.ceil(self._config.receive_timeout)),
-            raise_exceptions=True,
-            read_only=True,
-        )
+        conn = self._open(dn, password)
         try:
-            conn.open()
-            if self._config.start_tls:
-                conn.start_tls()
             conn.bind()
             yield conn
         except LDAPInvalidCredentialsResult:
             raise
-        except LDAPException as exc:
-            raise DirectoryUnavailable(f"LDAP: {exc}") from exc
-        except OSError as exc:
+        except (LDAPException, OSError) as exc:
             raise DirectoryUnavailable(f"LDAP: {exc}") from exc
         finally:
             with suppress(LDAPException, OSError):

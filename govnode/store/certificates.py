@@ -97,9 +97,9 @@ def thd_next_crl_number(conn: Connection) -> int:
     return number
 
 
-def status_of(records: Iterable[CertificateRecord], now: float) -> tuple[
-    AgencyStatus, CertificateRecord | None
-]:
+def status_of(
+    records: Iterable[CertificateRecord], now: float
+) -> tuple[AgencyStatus, CertificateRecord | None]:
     """Enrollment status from an agency's certificates, and the valid one if any."""
     revoked = False
     for record in records:

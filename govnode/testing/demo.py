@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/run", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path("var/demo"), help="state folder")
     parser.add_argument("--port", type=int, default=8443, help="agency API port (0: any free)")
-    parser.add_argument("--admin-port", type=int, default=8081,
-                        help="admin listener port (0: any free)")
+    parser.add_argument(
+        "--admin-port", type=int, default=8081, help="admin listener port (0: any free)"
+    )
     return parser
 
 
@@ -51,13 +52,14 @@ def _pending_enrollments(config: Config, clients: Path) -> list[str]:
         record.agency.code
         for record in records
         if record.agency.phase in (1, 2)
-        and (record.status is not AgencyStatus.ACTIVE
-             or not (clients / record.agency.code / "key.pem").exists())
+        and (
+            record.status is not AgencyStatus.ACTIVE
+            or not (clients / record.agency.code / "key.pem").exists()
+        )
     ]
 
 
-def prepare_node(root: Path, node_id: str, slapd: Slapd, api_port: int,
-                 admin_port: int) -> Config:
+def prepare_node(root: Path, node_id: str, slapd: Slapd, api_port: int, admin_port: int) -> Config:
     home = root / "node"
     if not (home / CONFIG_NAME).exists():
         shutil.rmtree(home, ignore_errors=True)  # a half-made home from an interrupted run
@@ -74,8 +76,10 @@ def prepare_node(root: Path, node_id: str, slapd: Slapd, api_port: int,
         print(f"enrolling {len(pending)} agencies of phases 1 and 2 ...", flush=True)
         enroll(config, pending, root / "clients")
     shutil.copyfile(config.tls.ca_cert, root / "ca.pem")
-    print(f"node {node_id}: {agencies} agencies in the directory, "
-          f"certificates in {root / 'clients'}", flush=True)
+    print(
+        f"node {node_id}: {agencies} agencies in the directory, certificates in {root / 'clients'}",
+        flush=True,
+    )
     return config
 
 
@@ -119,15 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except NodeFailedToStart as exc:
             print(f"scripts/run: {exc}", file=sys.stderr)
             if "already in use" in str(exc):
-                print("scripts/run: another program holds the port; try --port 0 "
-                      "--admin-port 0", file=sys.stderr)
+                print(
+                    "scripts/run: another program holds the port; try --port 0 --admin-port 0",
+                    file=sys.stderr,
+                )
             return 1
         print(f"govnode ready: kb {node.api_url} admin={node.admin_url}", flush=True)
         print(_examples(root, node.api_url), flush=True)
         while not stop.wait(1.0):
             if node.exit_code() is not None:
-                print(f"scripts/run: the node exited; its log:\n{node.log_tail()}",
-                      file=sys.stderr)
+                print(f"scripts/run: the node exited; its log:\n{node.log_tail()}", file=sys.stderr)
                 return 1
         print("stopping ...", flush=True)
         return 0

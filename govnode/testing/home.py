@@ -40,19 +40,36 @@ def init_home(
     """Run `govnode init` for a node whose directory is `slapd`."""
     password_file = home.parent / f".{home.name}-ldap-password"
     write_private(password_file, slapd.service_password.encode("utf-8"))
-    code = govnode([
-        "--home", str(home), "init", "--node", node_id, "--name", name,
-        "--api-listen", f"127.0.0.1:{api_port}", "--admin-listen", f"127.0.0.1:{admin_port}",
-        "--ldap-url", slapd.url, "--ldap-base-dn", slapd.base_dn,
-        "--ldap-bind-dn", slapd.service_dn, "--ldap-password-file", str(password_file),
-    ])
+    code = govnode(
+        [
+            "--home",
+            str(home),
+            "init",
+            "--node",
+            node_id,
+            "--name",
+            name,
+            "--api-listen",
+            f"127.0.0.1:{api_port}",
+            "--admin-listen",
+            f"127.0.0.1:{admin_port}",
+            "--ldap-url",
+            slapd.url,
+            "--ldap-base-dn",
+            slapd.base_dn,
+            "--ldap-bind-dn",
+            slapd.service_dn,
+            "--ldap-password-file",
+            str(password_file),
+        ]
+    )
     password_file.unlink()
     if code != 0:
         raise RuntimeError(f"govnode init failed for {home} (exit {code})")
     return load_config(home / CONFIG_NAME)
 
 
-_SETTING = r'(?m)^({key}\s*=\s*).*$'
+_SETTING = r"(?m)^({key}\s*=\s*).*$"
 
 
 def configure(home: Path, **settings: str | list[str] | float) -> Config:
@@ -81,9 +98,7 @@ def sync_directory(config: Config) -> int:
     db = Database(config.database.url)
     try:
         entries = LdapDirectory(config.ldap).fetch_agencies_sync()
-        kept, _ = db.run_sync(
-            directory.thd_replace_all, entries, now=datetime.now(UTC).timestamp()
-        )
+        kept, _ = db.run_sync(directory.thd_replace_all, entries, now=datetime.now(UTC).timestamp())
         return kept
     finally:
         db.stop()

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-READY = re.compile(r"^govnode ready: (?P<node>\S+) (?P<api>https://\S+) admin=(?P<admin>http://\S+)$")
+READY = re.compile(
+    r"^govnode ready: (?P<node>\S+) (?P<api>https://\S+) admin=(?P<admin>http://\S+)$"
+)
 
 
 class NodeFailedToStart(RuntimeError):

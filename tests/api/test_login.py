@@ -85,7 +85,9 @@ def test_malformed_login_bodies_get_clear_errors(govnode_client: ClientFactory) 
     )
     assert (not_json.status, not_json.error_code) == (400, "invalid_json")
     wrong_type = client.request(
-        "POST", "/api/v1/auth/token", body=b"username=edu",
+        "POST",
+        "/api/v1/auth/token",
+        body=b"username=edu",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert (wrong_type.status, wrong_type.error_code) == (415, "invalid_json")
