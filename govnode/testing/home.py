@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 from collections.abc import Iterable
@@ -40,29 +42,30 @@ def init_home(
     """Run `govnode init` for a node whose directory is `slapd`."""
     password_file = home.parent / f".{home.name}-ldap-password"
     write_private(password_file, slapd.service_password.encode("utf-8"))
-    code = govnode(
-        [
-            "--home",
-            str(home),
-            "init",
-            "--node",
-            node_id,
-            "--name",
-            name,
-            "--api-listen",
-            f"127.0.0.1:{api_port}",
-            "--admin-listen",
-            f"127.0.0.1:{admin_port}",
-            "--ldap-url",
-            slapd.url,
-            "--ldap-base-dn",
-            slapd.base_dn,
-            "--ldap-bind-dn",
-            slapd.service_dn,
-            "--ldap-password-file",
-            str(password_file),
-        ]
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # init's next steps are for humans
+        code = govnode(
+            [
+                "--home",
+                str(home),
+                "init",
+                "--node",
+                node_id,
+                "--name",
+                name,
+                "--api-listen",
+                f"127.0.0.1:{api_port}",
+                "--admin-listen",
+                f"127.0.0.1:{admin_port}",
+                "--ldap-url",
+                slapd.url,
+                "--ldap-base-dn",
+                slapd.base_dn,
+                "--ldap-bind-dn",
+                slapd.service_dn,
+                "--ldap-password-file",
+                str(password_file),
+            ]
+        )
     password_file.unlink()
     if code != 0:
         raise RuntimeError(f"govnode init failed for {home} (exit {code})")
