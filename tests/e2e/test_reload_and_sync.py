@@ -52,6 +52,9 @@ def test_sighup_serves_a_renewed_server_certificate(
     node: tuple[NodeHome, NodeProcess],
 ) -> None:
     home, process = node
+    files = home.clients["edu"]
+    established = AgencyClient(process.api_url, files.ca, files.cert, files.key)
+    assert established.login("edu", "demo-edu").status == 200
     before = served_serial(home, process)
     tls = home.config.tls
     renewed = ca.issue_server_certificate(
@@ -71,6 +74,11 @@ def test_sighup_serves_a_renewed_server_certificate(
     while served_serial(home, process) != renewed.serial:
         assert time.monotonic() < deadline, "SIGHUP did not load the renewed certificate"
         time.sleep(0.1)
+    # The connection opened before the reload still works (same socket).
+    socket_before = established._connection.sock  # type: ignore[union-attr]
+    assert established.request("GET", "/api/v1/directory/edu").status == 200
+    assert established._connection.sock is socket_before  # type: ignore[union-attr]
+    established.close()
 
 
 def test_agencies_added_to_ldap_appear_without_a_restart(
