@@ -135,8 +135,12 @@ class Slapd:
         service_password: str = DEMO_SERVICE_PASSWORD,
         port: int = 0,
         extra_schema: Sequence[Path] = (),
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self._workdir = workdir.resolve()
+        # (certificate, key): also serve ldaps:// and StartTLS, as production does.
+        self._tls = tls
+        self._ldaps_port = _free_port() if tls else 0
         self._base_dn = base_dn
         self._service_password = service_password
         # Chosen once: a test that stops the directory brings it back on the same URL.
@@ -150,6 +154,13 @@ class Slapd:
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self._port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        """`ldaps://127.0.0.1:<port>` when started with `tls`."""
+        if not self._tls:
+            raise RuntimeError("this slapd was made without tls=")
+        return f"ldaps://127.0.0.1:{self._ldaps_port}"
 
     @property
     def port(self) -> int:
@@ -252,7 +263,8 @@ class Slapd:
         log_start = self._log.tell()
         # `-d none` keeps slapd in the foreground, our child, and still logs its
         # fatal errors to stderr; `-d 0` is silent even when start-up fails.
-        command = [str(slapd), "-f", str(self._config_path), "-h", f"{self.url}/", "-d", "none"]
+        urls = f"{self.url}/" + (f" {self.ldaps_url}/" if self._tls else "")
+        command = [str(slapd), "-f", str(self._config_path), "-h", urls, "-d", "none"]
         self._process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -343,6 +355,12 @@ class Slapd:
         module_dir = _module_dir()
         if module_dir is not None:
             lines += [f"modulepath {_quote(module_dir)}", "moduleload back_mdb"]
+        if self._tls:
+            certificate, key = self._tls
+            lines += [
+                f"TLSCertificateFile {_quote(certificate.resolve())}",
+                f"TLSCertificateKeyFile {_quote(key.resolve())}",
+            ]
         lines += [
             "",
             "database mdb",
@@ -353,6 +371,8 @@ class Slapd:
             f"directory {_quote(self._db_dir)}",
             "index objectClass eq",
             "index uid eq",
+            # The service account syncs whole directories (paged); no 500-entry cap.
+            f"limits dn.exact={_quote(self.service_dn)} size=unlimited",
             "",
             # Passwords: only for binding, and for their owner to change.
             "access to attrs=userPassword",
