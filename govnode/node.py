@@ -27,9 +27,11 @@ from govnode.pki.ca import certificate_not_after
 from govnode.pki.errors import PkiError
 from govnode.pki.tls import ServerTLS
 from govnode.store import directory as directory_store
+from govnode.store import tokens
 from govnode.store.database import Database
 
 SITE_TIMEOUT = 60  # seconds a connection may sit idle
+PURGE_INTERVAL = 3600  # seconds between removals of expired tokens and old login failures
 
 
 class _Started(Service):
@@ -218,6 +220,13 @@ class Node(MultiService):
             "directory synced: {kept} agencies, {removed} removed", kept=kept, removed=removed
         )
         return kept
+
+    async def _purge(self) -> None:
+        """Forget expired tokens and failed logins older than any lockout window."""
+        now = self.clock.seconds()
+        await self.db.run(
+            tokens.thd_purge, now=now, failures_before=now - self.config.limits.lockout_window
+        )
 
     async def _reload_certificates(self) -> None:
         """Pick up a new CRL or certificate (revocations take effect in seconds).
