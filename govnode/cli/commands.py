@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
+import re
 import shutil
 import sys
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from govnode.cli.errors import EXIT_PROBLEM, CliError
-from govnode.config import CONFIG_NAME, Config, ConfigError, load_config
+from govnode.config import CONFIG_NAME, Config, ConfigError, load_config, parse_config
 from govnode.config.template import InitValues, render_config
 from govnode.directory.errors import DirectoryUnavailable
 from govnode.directory.ldap import LdapDirectory
@@ -19,10 +24,16 @@ from govnode.domain.agency import AgencyStatus, is_agency_code, is_node_id
 from govnode.pki import ca
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.errors import PkiError
-from govnode.pki.files import write_atomic, write_private
+from govnode.pki.files import read_pem, write_atomic, write_private
 from govnode.store import certificates, directory
 from govnode.store.database import Database, DatabaseUnavailable
-from govnode.store.migrate import SchemaOutOfDate, check_schema, current_revision, upgrade
+from govnode.store.migrate import (
+    SchemaOutOfDate,
+    check_schema,
+    current_revision,
+    known_revisions,
+    upgrade,
+)
 
 EXPIRY_WARNING = timedelta(days=30)
 
@@ -38,6 +49,12 @@ def _load(home: Path, *, read_secrets: bool = True) -> Config:
         raise CliError(str(exc)) from None
 
 
+def _database_problem(exc: SQLAlchemyError | DatabaseUnavailable) -> str:
+    """The driver's own words (`unable to open database file`), without SQLAlchemy's links."""
+    original = getattr(exc, "orig", None)
+    return str(original if original is not None else exc)
+
+
 def _database(config: Config, *, check: bool = True) -> Database:
     db = Database(config.database.url, pool_size=config.database.pool_size)
     if check:
@@ -45,43 +62,134 @@ def _database(config: Config, *, check: bool = True) -> Database:
             check_schema(db.engine)
         except SchemaOutOfDate as exc:
             raise CliError(f"{config.database.url}: {exc}") from None
-        except DatabaseUnavailable as exc:
-            raise CliError(f"database unreachable: {exc}", EXIT_PROBLEM) from None
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:
+            raise CliError(
+                f"database {config.database.url} unreachable: {_database_problem(exc)}",
+                EXIT_PROBLEM,
+            ) from None
     return db
 
 
 # -- init -------------------------------------------------------------------
 
 
-def init(args: argparse.Namespace) -> int:
-    home: Path = args.home.absolute()
-    if (home / CONFIG_NAME).exists() or (home.exists() and any(home.iterdir())):
-        raise CliError(f"{home} already holds files; refusing to overwrite a node home")
+_MAX_NODE_NAME = 64
+"""The node name becomes the O of the CA certificate, which RFC 5280 limits to 64 characters."""
+
+_DNS_NAME = re.compile(
+    r"^(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+"""An ASCII host name (internationalised names go in their xn-- form), optionally `*.`."""
+
+_INIT_OPTIONS = {
+    "node.id": "--node",
+    "node.name": "--name",
+    "listen.api": "--api-listen",
+    "listen.admin": "--admin-listen",
+    "tls.server_names": "--dns/--ip",
+    "ldap.urls": "--ldap-url",
+    "ldap.base_dn": "--ldap-base-dn",
+    "ldap.agencies_dn": "--ldap-base-dn",
+    "ldap.bind_dn": "--ldap-bind-dn",
+}
+"""Which `init` option gave each config key, to name it when its value is refused."""
+
+
+def _check_home_is_new(home: Path) -> None:
+    try:
+        if home.exists() and not home.is_dir():
+            raise CliError(f"{home} exists and is not a folder; refusing to overwrite it")
+        if (home / CONFIG_NAME).exists() or (home.exists() and any(home.iterdir())):
+            raise CliError(f"{home} already holds files; refusing to overwrite a node home")
+    except OSError as exc:
+        raise CliError(f"cannot look into {home}: {exc.strerror or exc}") from None
+
+
+def _server_names(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(DNS names, IP addresses) for the server certificate, each checked on its own."""
+    dns: list[str] = list(args.dns)
+    ips: list[str] = list(args.ip)
+    if not dns and not ips:
+        defaults = InitValues().server_names
+        return [n for n in defaults if not _is_ip(n)], [n for n in defaults if _is_ip(n)]
+    for name in dns:
+        if _is_ip(name):
+            raise CliError(f"--dns: {name!r} is an IP address; give it with --ip")
+        if not _DNS_NAME.fullmatch(name):
+            raise CliError(
+                f"--dns: {name!r} is not a DNS name (ASCII letters, digits, '-' and dots; "
+                "an internationalised name in its xn-- form)"
+            )
+    for address in ips:
+        if not _is_ip(address):
+            raise CliError(f"--ip: {address!r} is not an IP address")
+    return dns, ips
+
+
+def _init_values(args: argparse.Namespace, home: Path) -> InitValues:
+    """Check every option before anything is written, naming the option at fault."""
     if not is_node_id(args.node):
         raise CliError(f"--node: {args.node!r} is not a node id (short lowercase name, like kb)")
+    if len(args.name) > _MAX_NODE_NAME:
+        raise CliError(
+            f"--name: at most {_MAX_NODE_NAME} characters (it becomes the CA certificate's "
+            f"organisation name), got {len(args.name)}"
+        )
+    dns, ips = _server_names(args)
+    base_dn = args.ldap_base_dn or f"dc={args.node},dc=gov,dc=ir"
     values = InitValues(
         node_id=args.node,
         node_name=args.name,
         api_listen=args.api_listen,
         admin_listen=args.admin_listen,
-        server_names=tuple(args.dns + args.ip) or InitValues().server_names,
+        server_names=(*dns, *ips),
         ldap_urls=tuple(args.ldap_url) or InitValues().ldap_urls,
-        ldap_base_dn=args.ldap_base_dn or f"dc={args.node},dc=gov,dc=ir",
-        ldap_bind_dn=args.ldap_bind_dn
-        or f"cn=govnode,ou=services,{args.ldap_base_dn or f'dc={args.node},dc=gov,dc=ir'}",
+        ldap_base_dn=base_dn,
+        ldap_bind_dn=args.ldap_bind_dn or f"cn=govnode,ou=services,{base_dn}",
     )
+    # The config that init would write must load: check it now, against the
+    # final path, so that a refusal names the option and no staging folder.
+    try:
+        text = render_config(values)
+        text.encode("utf-8")  # arguments that were not UTF-8 arrive as lone surrogates
+        parse_config(home / CONFIG_NAME, tomllib.loads(text), read_secrets=False)
+    except ConfigError as exc:
+        key = (exc.key or "").split("[", 1)[0]
+        option = _INIT_OPTIONS.get(key, exc.key or str(exc.path))
+        raise CliError(f"{option}: {exc.message}") from None
+    except (tomllib.TOMLDecodeError, UnicodeEncodeError) as exc:
+        raise CliError(f"these options cannot be written into {CONFIG_NAME}: {exc}") from None
+    return values
+
+
+def init(args: argparse.Namespace) -> int:
+    # abspath, not absolute(): `--home x/..` must have a real name for the staging folder.
+    home = Path(os.path.abspath(args.home))
+    _check_home_is_new(home)
+    values = _init_values(args, home)
     # Build the whole home beside its final place, then rename: a failed init
     # leaves nothing half-made behind.
-    home.parent.mkdir(parents=True, exist_ok=True)
-    staging = home.with_name(f".{home.name}.init-{os.getpid()}")
     try:
-        _build_home(staging, values, args)
-        if home.exists():
-            home.rmdir()
-        staging.rename(home)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        home.parent.mkdir(parents=True, exist_ok=True)
+        staging = home.with_name(f".{home.name}.init-{os.getpid()}")
+        try:
+            _build_home(staging, values, args)
+            if home.exists():
+                home.rmdir()
+            staging.rename(home)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename and exc.filename != str(home) else ""
+        raise CliError(f"cannot create {home}: {where}{exc.strerror or exc}") from None
+    except PkiError as exc:
+        raise CliError(f"cannot create the node's certificates in {home}: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise CliError(
+            f"cannot create the database of {home}: {_database_problem(exc)}", EXIT_PROBLEM
+        ) from None
     print(f"node {values.node_id} created in {home}")
     print(f"  CA certificate (give it to agencies): {home / 'pki/ca.pem'}")
     print("next steps:")
@@ -115,7 +223,7 @@ def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> 
     write_atomic(config.tls.ca_cert, authority_cert.cert_pem)
     write_private(config.tls.ca_key, authority_cert.key_pem)
     dns = [name for name in values.server_names if not _is_ip(name)]
-    ips = [name for name in values.server_names if _is_ip(name)]
+    ips = [name for name in values.server_names if _is_ip(name)]  # init checked each one
     server = ca.issue_server_certificate(
         authority_cert.cert_pem,
         authority_cert.key_pem,
@@ -135,8 +243,6 @@ def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> 
 
 
 def _is_ip(name: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -185,16 +291,28 @@ def agency_enroll(args: argparse.Namespace) -> int:
         )
     if (out / "key.pem").exists() and not args.force:
         raise CliError(f"{out / 'key.pem'} exists; refusing to overwrite (use --force)")
+    # The folder must be usable before a certificate is recorded: a certificate
+    # whose key was never written would make the agency `active` for nothing.
+    try:
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise CliError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     if args.force and record.status is AgencyStatus.ACTIVE:
         authority.revoke(code, now=now(), reason="superseded by a new enrollment")
     try:
         issued = authority.enroll(code, now=now(), valid_days=args.days)
     except PkiError as exc:
         raise CliError(str(exc)) from None
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_atomic(out / "cert.pem", issued.cert_pem)
-    write_private(out / "key.pem", issued.key_pem)
-    write_atomic(out / "ca.pem", config.tls.ca_cert.read_bytes())
+    try:
+        write_atomic(out / "cert.pem", issued.cert_pem)
+        write_private(out / "key.pem", issued.key_pem)
+        write_atomic(out / "ca.pem", read_pem(config.tls.ca_cert, "the node CA certificate"))
+    except PkiError as exc:
+        authority.revoke(code, now=now(), reason="enrollment failed: files not written")
+        raise CliError(
+            f"{exc}; the certificate just issued is revoked again, {code} is not enrolled",
+            EXIT_PROBLEM,
+        ) from None
     print(f"enrolled {code}@{config.node.id} ({record.agency.name_fa})")
     print(
         f"  certificate {out / 'cert.pem'}, key {out / 'key.pem'} (mode 0600), CA {out / 'ca.pem'}"
@@ -204,7 +322,7 @@ def agency_enroll(args: argparse.Namespace) -> int:
 
 
 def agency_revoke(args: argparse.Namespace) -> int:
-    config = _load(args.home)
+    config = _load(args.home, read_secrets=False)
     db = _database(config)
     serials = NodeAuthority(config.tls, config.node.id, db).revoke(
         args.code, now=now(), reason=args.reason
@@ -220,7 +338,7 @@ def agency_revoke(args: argparse.Namespace) -> int:
 
 
 def agency_list(args: argparse.Namespace) -> int:
-    config = _load(args.home)
+    config = _load(args.home, read_secrets=False)
     db = _database(config)
     records = db.run_sync(directory.thd_all, now=now().timestamp())
     rows = [
@@ -281,13 +399,15 @@ def check(args: argparse.Namespace) -> int:
         print(f"{'ok ' if ok else 'FAIL'}   {message}")
 
     db = Database(config.database.url)
+    count: int | None = None
     try:
         check_schema(db.engine)
         count = db.run_sync(directory.thd_count)
         report(True, f"database {config.database.url} (schema current, {count} agencies cached)")
-    except (SchemaOutOfDate, DatabaseUnavailable) as exc:
+    except SchemaOutOfDate as exc:
         report(False, f"database {config.database.url}: {exc}")
-        count = None
+    except (DatabaseUnavailable, SQLAlchemyError) as exc:
+        report(False, f"database {config.database.url} unreachable: {_database_problem(exc)}")
     try:
         LdapDirectory(config.ldap).ping_sync()
         report(True, f"ldap {', '.join(config.ldap.urls)} (service account binds)")
@@ -323,9 +443,22 @@ def check(args: argparse.Namespace) -> int:
 def db_upgrade(args: argparse.Namespace) -> int:
     config = _load(args.home, read_secrets=False)
     db = Database(config.database.url)
-    before = current_revision(db.engine)
-    upgrade(db.engine)
-    after = current_revision(db.engine)
+    try:
+        before = current_revision(db.engine)
+        if before is not None and before not in known_revisions():
+            raise CliError(
+                f"database {config.database.url} is at revision {before}, which this govnode "
+                "does not know (made by a newer version?); refusing to touch it"
+            )
+        upgrade(db.engine)
+        after = current_revision(db.engine)
+    except SQLAlchemyError as exc:
+        raise CliError(
+            f"database {config.database.url}: upgrade failed: {_database_problem(exc)}",
+            EXIT_PROBLEM,
+        ) from None
+    finally:
+        db.stop()
     print(
         f"database {config.database.url}: {before or 'empty'} -> {after}"
         if before != after

@@ -9,9 +9,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from govnode.cli import commands
-from govnode.cli.errors import CliError
+from govnode.cli.errors import EXIT_PROBLEM, CliError
+from govnode.pki.errors import PkiError
+from govnode.store.database import DatabaseUnavailable
 
 DEFAULT_HOME = Path("/etc/govnode")
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 day, not {days}")
+    return days
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--home",
         type=Path,
-        default=Path(os.environ.get("GOVNODE_HOME", DEFAULT_HOME)),
+        default=Path(os.environ.get("GOVNODE_HOME") or DEFAULT_HOME),
         help="the node's home (govnode.toml, pki/, data/); default $GOVNODE_HOME or /etc/govnode",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -50,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument(
         "--out", type=Path, required=True, help="folder for cert.pem, key.pem and ca.pem"
     )
-    enroll.add_argument("--days", type=int, help="validity in days (default tls.agency_cert_days)")
+    enroll.add_argument(
+        "--days", type=_days, help="validity in days (default tls.agency_cert_days)"
+    )
     enroll.add_argument(
         "--force",
         action="store_true",
@@ -90,8 +104,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"govnode: {exc}", file=sys.stderr)
         return exc.exit_code
+    # Safety nets: these messages already name the file or the database at fault.
+    except PkiError as exc:
+        print(f"govnode: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except DatabaseUnavailable as exc:
+        print(f"govnode: database unavailable: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `govnode agency list | head`: the reader left; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

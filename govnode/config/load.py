@@ -7,6 +7,7 @@ node's home). Secrets are read from the files the config names.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import tomllib
 from collections.abc import Callable, Mapping
@@ -52,6 +53,10 @@ class _Section:
         self.used.add(name)
         if name not in self.table:
             if default is None:
+                # `urlz = [...]` for `urls`: name the misspelled key, not the missing one.
+                unknown = [key for key in self.table if key not in self.used]
+                for guess in difflib.get_close_matches(name, unknown, n=1):
+                    raise self.error(guess, f"is not a known setting; did you mean {name!r}?")
                 raise self.error(name, "is required")
             return default
         value = self.table[name]

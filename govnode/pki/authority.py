@@ -46,7 +46,7 @@ class NodeAuthority:
             code=code,
             node_id=self.node_id,
             now=now,
-            valid_days=valid_days or self.tls.agency_cert_days,
+            valid_days=self.tls.agency_cert_days if valid_days is None else valid_days,
         )
         self.db.run_sync(
             certificates.thd_record_issued,
@@ -64,7 +64,8 @@ class NodeAuthority:
         serials = self.db.run_sync(
             certificates.thd_revoke_agency, code, now=_timestamp(now), reason=reason
         )
-        self.publish_crl(now=now)
+        if serials:
+            self.publish_crl(now=now)
         return serials
 
     def publish_crl(self, *, now: datetime) -> None:

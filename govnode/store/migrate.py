@@ -30,6 +30,10 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
@@ -50,8 +54,7 @@ def check_schema(engine: Engine) -> None:
         raise SchemaOutOfDate(
             "the database has no govnode schema; run `govnode db upgrade` to create it"
         )
-    known = {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
-    if current not in known:
+    if current not in known_revisions():
         raise SchemaOutOfDate(
             f"the database is at revision {current}, which this govnode does not know "
             "(made by a newer version?); refusing to touch it"

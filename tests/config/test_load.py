@@ -63,6 +63,14 @@ def test_errors_name_the_file_and_key(tmp_path: Path, old: str, new: str, key: s
     assert str(caught.value).startswith(f"{path}: {key}: ")
 
 
+def test_a_misspelled_required_key_is_named(tmp_path: Path) -> None:
+    text = render_config(InitValues()).replace("urls = [", "urlz = [", 1)
+    with pytest.raises(
+        ConfigError, match=r"ldap\.urlz: is not a known setting; did you mean 'urls'"
+    ):
+        load_config(write_home(tmp_path, text))
+
+
 def test_missing_secret_file_names_the_key(tmp_path: Path) -> None:
     path = write_home(tmp_path)
     (tmp_path / "secrets" / "ldap-bind-password").unlink()

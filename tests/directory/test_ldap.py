@@ -67,8 +67,14 @@ def test_agency_and_user_logins(govnode_slapd: Slapd) -> None:
     )
     user = directory.authenticate_sync("dabir.edu", "demo-dabir.edu")
     assert (user.agency, user.user) == ("edu", "dabir.edu")
-    for username, password in [("edu", "wrong"), ("nobody", "demo-nobody"), ("edu", ""),
-                               ("", "x"), ("*", "demo-edu"), ("x" * 300, "demo-edu")]:
+    for username, password in [
+        ("edu", "wrong"),
+        ("nobody", "demo-nobody"),
+        ("edu", ""),
+        ("", "x"),
+        ("*", "demo-edu"),
+        ("x" * 300, "demo-edu"),
+    ]:
         with pytest.raises(InvalidCredentials):
             directory.authenticate_sync(username, password)
 
@@ -98,22 +104,30 @@ def tls_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Slapd,
     now = datetime.now(UTC)
     authority = ca.create_ca("ldap", "Province directory CA", now=now)
     server = ca.issue_server_certificate(
-        authority.cert_pem, authority.key_pem, node_id="ldap", dns_names=["localhost"],
-        ip_addresses=["127.0.0.1"], now=now,
+        authority.cert_pem,
+        authority.key_pem,
+        node_id="ldap",
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
+        now=now,
     )
     (root / "ca.pem").write_bytes(authority.cert_pem)
     (root / "server.pem").write_bytes(server.cert_pem)
     write_private(root / "server.key", server.key_pem)
-    slapd = Slapd(root / "slapd", tls=(root / "server.pem", root / "server.key"),
-                  extra_schema=[REPOSITORY / "etc" / "ldap" / "govnode.schema"])
+    slapd = Slapd(
+        root / "slapd",
+        tls=(root / "server.pem", root / "server.key"),
+        extra_schema=[REPOSITORY / "etc" / "ldap" / "govnode.schema"],
+    )
     slapd.seed(AGENCIES[:5], users=DEMO_USERS)
     slapd.start()
     yield slapd, root / "ca.pem"
     slapd.stop()
 
 
-def test_ldaps_and_start_tls_verify_the_directory(tls_slapd: tuple[Slapd, Path],
-                                                  tmp_path: Path) -> None:
+def test_ldaps_and_start_tls_verify_the_directory(
+    tls_slapd: tuple[Slapd, Path], tmp_path: Path
+) -> None:
     slapd, ca_file = tls_slapd
     over_ldaps = LdapDirectory(section(slapd, urls=(slapd.ldaps_url,), ca_file=ca_file))
     assert over_ldaps.authenticate_sync("edu", "demo-edu").agency == "edu"
@@ -121,8 +135,10 @@ def test_ldaps_and_start_tls_verify_the_directory(tls_slapd: tuple[Slapd, Path],
     assert len(with_start_tls.fetch_agencies_sync()) == 5
     stranger = ca.create_ca("x", "Some other CA", now=datetime.now(UTC))
     (tmp_path / "other.pem").write_bytes(stranger.cert_pem)
-    for config in (section(slapd, urls=(slapd.ldaps_url,), ca_file=tmp_path / "other.pem"),
-                   section(slapd, start_tls=True, ca_file=tmp_path / "other.pem")):
+    for config in (
+        section(slapd, urls=(slapd.ldaps_url,), ca_file=tmp_path / "other.pem"),
+        section(slapd, start_tls=True, ca_file=tmp_path / "other.pem"),
+    ):
         with pytest.raises(DirectoryUnavailable):
             LdapDirectory(config).authenticate_sync("edu", "demo-edu")
 
@@ -130,24 +146,49 @@ def test_ldaps_and_start_tls_verify_the_directory(tls_slapd: tuple[Slapd, Path],
 def test_dedicated_schema_through_the_attribute_map(tls_slapd: tuple[Slapd, Path]) -> None:
     slapd, _ = tls_slapd
     dn = f"uid=water-x,ou=agencies,{slapd.base_dn}"
-    with ldap3.Connection(ldap3.Server(slapd.url), slapd.root_dn, slapd.root_password,
-                          auto_bind=True) as admin:
-        assert admin.add(dn, ["inetOrgPerson", "govnodeAgency"], {
-            "uid": "water-x", "cn": "water-x", "sn": "water-x",
-            "userPassword": "demo-water-x",
-            "govnodeAgencyCode": "water-x", "govnodeNameFa": "شرکت آب منطقه‌ای",
-            "govnodeNameEn": "Regional Water Company", "govnodeKind": "company",
-            "govnodePhase": "2", "govnodeCounty": "dena",
-        }), admin.result
-    mapped = AttributeMap(code="govnodeAgencyCode", name_fa="govnodeNameFa",
-                          name_en="govnodeNameEn", kind="govnodeKind", phase="govnodePhase",
-                          parent="govnodeParent", county="govnodeCounty")
-    directory = LdapDirectory(section(
-        slapd, attributes=mapped, agency_filter="(objectClass=govnodeAgency)",
-        user_filter="(objectClass=govnodeAgency)",
-    ))
+    with ldap3.Connection(
+        ldap3.Server(slapd.url), slapd.root_dn, slapd.root_password, auto_bind=True
+    ) as admin:
+        assert admin.add(
+            dn,
+            ["inetOrgPerson", "govnodeAgency"],
+            {
+                "uid": "water-x",
+                "cn": "water-x",
+                "sn": "water-x",
+                "userPassword": "demo-water-x",
+                "govnodeAgencyCode": "water-x",
+                "govnodeNameFa": "شرکت آب منطقه‌ای",
+                "govnodeNameEn": "Regional Water Company",
+                "govnodeKind": "company",
+                "govnodePhase": "2",
+                "govnodeCounty": "dena",
+            },
+        ), admin.result
+    mapped = AttributeMap(
+        code="govnodeAgencyCode",
+        name_fa="govnodeNameFa",
+        name_en="govnodeNameEn",
+        kind="govnodeKind",
+        phase="govnodePhase",
+        parent="govnodeParent",
+        county="govnodeCounty",
+    )
+    directory = LdapDirectory(
+        section(
+            slapd,
+            attributes=mapped,
+            agency_filter="(objectClass=govnodeAgency)",
+            user_filter="(objectClass=govnodeAgency)",
+        )
+    )
     ((agency, found_dn),) = directory.fetch_agencies_sync()
     assert found_dn == dn
     assert (agency.code, agency.name_fa, agency.kind, agency.phase, agency.county) == (
-        "water-x", "شرکت آب منطقه‌ای", "company", 2, "dena")
+        "water-x",
+        "شرکت آب منطقه‌ای",
+        "company",
+        2,
+        "dena",
+    )
     assert directory.authenticate_sync("water-x", "demo-water-x").agency == "water-x"

@@ -18,8 +18,15 @@ def database(tmp_path: Path) -> Database:
 def test_purge_forgets_expired_tokens_and_old_failures_only(tmp_path: Path) -> None:
     db = database(tmp_path)
     for name, expires in (("old", 100.0), ("live", 10_000.0)):
-        db.run_sync(tokens.thd_create, token_hash=name, agency="edu", user="edu", now=0.0,
-                    expires_at=expires, client_fingerprint=None)
+        db.run_sync(
+            tokens.thd_create,
+            token_hash=name,
+            agency="edu",
+            user="edu",
+            now=0.0,
+            expires_at=expires,
+            client_fingerprint=None,
+        )
     db.run_sync(tokens.thd_record_failure, "edu", now=50.0)
     db.run_sync(tokens.thd_record_failure, "edu", now=900.0)
     db.run_sync(tokens.thd_purge, now=1000.0, failures_before=500.0)
@@ -30,10 +37,18 @@ def test_purge_forgets_expired_tokens_and_old_failures_only(tmp_path: Path) -> N
 
 def test_revoked_and_expired_tokens_are_not_found(tmp_path: Path) -> None:
     db = database(tmp_path)
-    db.run_sync(tokens.thd_create, token_hash="t", agency="edu", user="dabir.edu", now=0.0,
-                expires_at=100.0, client_fingerprint="ab")
+    db.run_sync(
+        tokens.thd_create,
+        token_hash="t",
+        agency="edu",
+        user="dabir.edu",
+        now=0.0,
+        expires_at=100.0,
+        client_fingerprint="ab",
+    )
     found = db.run_sync(tokens.thd_find, "t", now=99.0)
-    assert found is not None and (found.agency, found.user) == ("edu", "dabir.edu")
+    assert found is not None
+    assert (found.agency, found.user) == ("edu", "dabir.edu")
     assert db.run_sync(tokens.thd_find, "t", now=100.0) is None
     assert db.run_sync(tokens.thd_revoke, "t")
     assert db.run_sync(tokens.thd_find, "t", now=1.0) is None
