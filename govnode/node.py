@@ -67,7 +67,7 @@ class _Periodic(Service):
     async def _run_async(self, work: Callable[[], Any]) -> None:
         try:
             await work()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a periodic job must survive its failures
             self._log.failure("{name} failed", name=self.name)
 
     def _run(self, work: Callable[[], Any]) -> defer.Deferred[None]:
@@ -202,7 +202,7 @@ class Node(MultiService):
         return datetime.fromtimestamp(self.clock.seconds(), UTC)
 
     async def _check_database(self) -> None:
-        await self.db.run(lambda conn: conn.execute(text("SELECT 1")).scalar())
+        await self.db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
 
     async def sync_directory(self) -> int:
         """Pull every agency from LDAP into the cache; keeps the old cache on failure."""

@@ -260,7 +260,7 @@ class AgencyApi:
             limit=query_int(request, "limit", 50, 1, MAX_PAGE),
             offset=query_int(request, "offset", 0, 0, 10**9),
         )
-        records, total = await self._db.run(directory.thd_search, query, now=self._clock.seconds())
+        records, total = await self._db.read(directory.thd_search, query, now=self._clock.seconds())
         return _json(
             request,
             200,
@@ -277,7 +277,7 @@ class AgencyApi:
         if address.node != self._node_id:
             # Peer directories arrive with federation; until then other nodes are unknown.
             raise not_found(f"no agency {address} known to this node")
-        record = await self._db.run(directory.thd_get, address.code, now=self._clock.seconds())
+        record = await self._db.read(directory.thd_get, address.code, now=self._clock.seconds())
         if record is None:
             raise not_found(f"no agency {address}")
         return _json(request, 200, agency_json(record, self._node_id, detail=True))

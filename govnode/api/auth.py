@@ -75,7 +75,7 @@ class Authenticator:
         key = username.strip().casefold()
         now = self._clock.seconds()
         window = self._limits.lockout_window
-        failures = await self._db.run(tokens.thd_failures_since, key, now - window)
+        failures = await self._db.read(tokens.thd_failures_since, key, now - window)
         wait = locked_for(failures, now=now, limit=self._limits.lockout_failures, window=window)
         if wait > 0:
             self._metrics.logins.labels(result="locked").inc()
@@ -145,7 +145,7 @@ class Authenticator:
 
     async def check(self, token: str, client: Client) -> TokenRecord:
         """The live token behind `Authorization: Bearer`, or 401/403; no LDAP call."""
-        record = await self._db.run(tokens.thd_find, token_hash(token), now=self._clock.seconds())
+        record = await self._db.read(tokens.thd_find, token_hash(token), now=self._clock.seconds())
         if record is None:
             raise unauthenticated("the token is unknown, expired or revoked")
         if client.agency is not None and client.agency != record.agency:

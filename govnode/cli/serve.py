@@ -29,7 +29,7 @@ def serve(config: Config) -> int:
         node.startService()
         try:
             api_url, admin_url = await node.ready()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to listen ends the daemon
             _log.critical("cannot start: {error}", error=str(exc))
             outcome["code"] = 1
             await node.stopService()
@@ -57,5 +57,5 @@ def _reload(node: Any) -> None:
     _log.info("SIGHUP: reloading certificates and CRL")
     try:
         node.tls.reload()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a bad file must not kill the node
         _log.error("reload refused, keeping the old settings: {error}", error=str(exc))

@@ -1,9 +1,11 @@
-"""The database and its dedicated thread pool.
+"""The database, its writer thread (with group commit) and its reader threads.
 
 Storage functions are plain blocking functions that take a `Connection`
-(named `thd_*`). `Database.run` calls one inside a transaction on the
-database's own threads and returns its plain result to the reactor thread;
-`run_sync` does the same for the CLI, which has no reactor.
+(named `thd_*`). `Database.run` queues one for the writer thread; every write
+that arrives while a commit is under way joins the next batch, which runs in
+one transaction, each write in its own savepoint, and is acknowledged only
+after the commit: durable (one fsync per batch) without costing throughput.
+`Database.read` runs on reader threads; `run_sync` serves the CLI.
 """
 
 from __future__ import annotations
@@ -13,36 +15,48 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 P = ParamSpec("P")
 T = TypeVar("T")
+MAX_BATCH = 256
 
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or refused the operation for now."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with the durability settings govnode relies on."""
+def make_engine(url: str, *, begin: str = "BEGIN IMMEDIATE") -> Engine:
+    """An engine with the durability settings govnode relies on.
+
+    SQLite: WAL, `synchronous=FULL` (an acknowledged write survives power
+    loss), and transactions begun by us (`BEGIN IMMEDIATE` for writers, so a
+    writer never meets a busy lock halfway; pysqlite's own handling would
+    also break savepoints).
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # WAL lets readers run beside the writer; FULL syncs the WAL on every
-        # commit, so an acknowledged write survives power loss.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
 
     return engine
 
@@ -51,45 +65,121 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _unavailable(exc: Exception) -> Exception:
+    if isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return DatabaseUnavailable(str(exc.orig))
+    return exc
+
+
 class Database:
-    """An engine plus the thread pool that every query of the daemon runs in."""
+    """The engines and threads that every query of the daemon runs on."""
 
     def __init__(
         self, url: str, *, reactor: IReactorThreads | None = None, pool_size: int = 8
     ) -> None:
         self.engine = make_engine(url)
+        sqlite = is_sqlite(self.engine)
+        self.read_engine = make_engine(url, begin="BEGIN") if sqlite else self.engine
         self._reactor = reactor
-        # SQLite has one writer: more threads would only queue on its lock.
-        threads = 1 if is_sqlite(self.engine) else pool_size
-        self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="govnode-db")
+        self._writer = ThreadPool(minthreads=1, maxthreads=1, name="govnode-db-writer")
+        self._readers = ThreadPool(minthreads=1, maxthreads=pool_size, name="govnode-db-reader")
+        self._pending: list[tuple[Callable[[Connection], Any], Deferred[Any]]] = []
+        self._flushing = False
 
     def start(self) -> None:
-        self._pool.start()
+        self._writer.start()
+        self._readers.start()
 
     def stop(self) -> None:
-        self._pool.stop()
+        self._writer.stop()
+        self._readers.stop()
         self.engine.dispose()
+        self.read_engine.dispose()
+
+    # -- blocking (CLI, other threads) ---------------------------------------
 
     def run_sync(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run `fn(conn, ...)` in one transaction, here and now (CLI, worker threads)."""
+        """Run `fn(conn, ...)` in one write transaction, here and now."""
         try:
             with self.engine.begin() as conn:
                 return fn(conn, *args, **kwargs)
-        except OperationalError as exc:
-            raise DatabaseUnavailable(str(exc.orig)) from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailable(str(exc.orig)) from exc
-            raise
+            raise _unavailable(exc) from exc
+
+    def read_sync(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        try:
+            with self.read_engine.begin() as conn:
+                return fn(conn, *args, **kwargs)
+        except DBAPIError as exc:
+            raise _unavailable(exc) from exc
+
+    # -- from the reactor ----------------------------------------------------
+
+    async def read(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a read-only `fn(conn, ...)` on a reader thread."""
+        assert self._reactor is not None, "Database.read needs a reactor; the CLI uses read_sync"
+        result: T = await deferToThreadPool(
+            self._reactor, self._readers, lambda: self.read_sync(fn, *args, **kwargs)
+        )
+        return result
 
     async def run(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run `fn(conn, ...)` in one transaction on the database threads."""
+        """Run `fn(conn, ...)` in the next committed batch; returns after the commit."""
         assert self._reactor is not None, "Database.run needs a reactor; the CLI uses run_sync"
-        result: T = await deferToThreadPool(
-            self._reactor, self._pool, lambda: self.run_sync(fn, *args, **kwargs)
+        done: Deferred[T] = Deferred()
+        self._pending.append((lambda conn: fn(conn, *args, **kwargs), done))
+        if not self._flushing:
+            self._flush()
+        return await done
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        self._flushing = True
+        assert self._reactor is not None
+        work = [fn for fn, _ in batch]
+        deferToThreadPool(self._reactor, self._writer, self._run_batch, work).addBoth(
+            self._batch_done, [done for _, done in batch]
         )
-        return result
+
+    def _run_batch(self, work: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
+        """One transaction for the whole batch; a failing write only undoes its savepoint."""
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self.engine.begin() as conn:
+                if len(work) == 1:
+                    outcomes.append((True, work[0](conn)))
+                    return outcomes
+                for fn in work:
+                    try:
+                        with conn.begin_nested():
+                            outcomes.append((True, fn(conn)))
+                    except Exception as exc:  # noqa: BLE001 - handed to that write's caller
+                        outcomes.append((False, Failure(_unavailable(exc))))
+        except DBAPIError as exc:
+            raise _unavailable(exc) from exc
+        return outcomes
+
+    def _batch_done(self, outcome: Any, waiting: list[Deferred[Any]]) -> None:
+        self._flushing = False
+        if self._pending:
+            self._flush()
+        if isinstance(outcome, Failure):
+            # Nothing of this batch was committed: every write in it failed.
+            for done in waiting:
+                done.errback(outcome)
+            return
+        for (ok, value), done in zip(outcome, waiting, strict=True):
+            if ok:
+                done.callback(value)
+            else:
+                done.errback(value)

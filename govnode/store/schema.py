@@ -11,12 +11,14 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -81,4 +83,122 @@ settings = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# -- letters (revision 0002) ---------------------------------------------------
+
+letters = Table(
+    "letters",
+    metadata,
+    # Integer order of registration: cursors and "newest first" use it.
+    Column("serial", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(26), nullable=False, unique=True),  # ULID, what clients see
+    Column("number", String(40), nullable=False, unique=True),
+    Column("year", Integer, nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("sender", String(64), nullable=False),  # address code@node
+    Column("user", String(128), nullable=False),  # who inside the agency submitted it
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("classification", String(16), nullable=False),
+    Column("in_reply_to", String(26), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("idempotency_key", String(128), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    UniqueConstraint("year", "sequence", name="uq_letters_year_sequence"),
+    UniqueConstraint("sender", "idempotency_key", name="uq_letters_sender_idempotency_key"),
+    Index("ix_letters_sender_serial", "sender", "serial"),
+    sqlite_autoincrement=True,
+)
+
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("letter_id", String(26), ForeignKey("letters.id"), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("code", String(32), nullable=False),
+    Column("node", String(16), nullable=False),
+    Column("kind", String(2), nullable=False),  # to | cc
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    # The queue: due when queued and next_attempt_at has come.
+    Column("next_attempt_at", Float, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("delivered_at", Float, nullable=True),
+    Column("read_at", Float, nullable=True),
+    # Order of arrival in the inbox (the id of the `delivered` event).
+    Column("inbox_seq", Integer, nullable=True),
+    UniqueConstraint("letter_id", "address", name="uq_recipients_letter_address"),
+    Index("ix_recipients_due", "status", "next_attempt_at"),
+    Index("ix_recipients_inbox", "node", "code", "inbox_seq"),
+    sqlite_autoincrement=True,
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("letter_id", String(26), ForeignKey("letters.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("filename", Text, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Index("ix_attachments_sha256", "sha256"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # Global, strictly increasing: tracking order, event-stream ids, inbox order.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("letter_id", String(26), ForeignKey("letters.id"), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("node", String(16), nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("at", Float, nullable=False),
+    Index("ix_events_letter", "letter_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+number_sequences = Table(
+    "number_sequences",
+    metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("last", Integer, nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # gapless, set by us
+    Column("at", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(160), nullable=False),
+    Column("subject", String(160), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    # One row: the chain's last id and hash. Updating it serialises appends.
+    Column("one", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", Integer, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("audit_id", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("signature", Text, nullable=False),  # base64 ECDSA over "audit_id:hash"
+    sqlite_autoincrement=True,
 )

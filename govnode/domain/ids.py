@@ -1,0 +1,17 @@
+"""Letter ids: ULIDs (time-ordered, 128 bits, Crockford base32), e.g. `01JD3X...`."""
+
+from __future__ import annotations
+
+import os
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_ulid(milliseconds: int) -> str:
+    """A ULID for a moment given in milliseconds since the epoch (80 random bits)."""
+    value = (milliseconds & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def is_ulid(text: str) -> bool:
+    return len(text) == 26 and text[0] in "01234567" and all(c in _ALPHABET for c in text)
