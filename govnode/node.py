@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from twisted.application.service import MultiService, Service
@@ -12,8 +12,9 @@ from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web import server
 from twisted.web.server import Site
 
 from govnode.api.admin import AdminApi
@@ -21,6 +22,7 @@ from govnode.api.agency import AgencyApi
 from govnode.api.auth import Authenticator
 from govnode.api.metrics import Metrics
 from govnode.config.model import Config, Endpoint
+from govnode.directory.errors import DirectoryUnavailable
 from govnode.directory.ldap import LdapDirectory
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.ca import certificate_not_after
@@ -28,8 +30,9 @@ from govnode.pki.errors import PkiError
 from govnode.pki.tls import ServerTLS
 from govnode.store import directory as directory_store
 from govnode.store import tokens
-from govnode.store.database import Database
+from govnode.store.database import Database, DatabaseUnavailable
 
+T = TypeVar("T")
 SITE_TIMEOUT = 60  # seconds a connection may sit idle
 PURGE_INTERVAL = 3600  # seconds between removals of expired tokens and old login failures
 
@@ -67,6 +70,9 @@ class _Periodic(Service):
     async def _run_async(self, work: Callable[[], Any]) -> None:
         try:
             await work()
+        except (DirectoryUnavailable, DatabaseUnavailable) as exc:
+            # Expected outages: one line, and the job runs again next time.
+            self._log.error("{name} failed: {error}", name=self.name, error=str(exc))
         except Exception:  # noqa: BLE001 - a periodic job must survive its failures
             self._log.failure("{name} failed", name=self.name)
 
@@ -174,6 +180,9 @@ class Node(MultiService):
         _Periodic(
             "certificate reload", config.tls.reload_interval, self._reload_certificates, self.clock
         ).setServiceParent(self)
+        _Periodic("purge", PURGE_INTERVAL, self._purge, self.clock).setServiceParent(self)
+        # Say "govnode", not which Twisted release answers.
+        server.version = b"govnode"
         agency_site = Site(agency_api.app.resource(), timeout=SITE_TIMEOUT)
         agency_site.displayTracebacks = False
         admin_site = Site(admin_api.app.resource(), timeout=SITE_TIMEOUT)
@@ -211,6 +220,15 @@ class Node(MultiService):
         except Exception:
             self.metrics.directory_syncs.labels(result="failed").inc()
             raise
+        if not entries:
+            # An empty answer is a misconfigured filter or base far more often than
+            # a province without agencies: keep serving the cache we have.
+            self.metrics.directory_syncs.labels(result="failed").inc()
+            self._log.error(
+                "directory sync found no agencies under {dn}; keeping the cache",
+                dn=self.config.ldap.agencies_dn,
+            )
+            return 0
         kept, removed = await self.db.run(
             directory_store.thd_replace_all, entries, now=self.clock.seconds()
         )
@@ -229,23 +247,32 @@ class Node(MultiService):
         )
 
     async def _reload_certificates(self) -> None:
-        """Pick up a new CRL or certificate (revocations take effect in seconds).
+        """Pick up a new CRL or certificate (revocations take effect in seconds)."""
+        for level, message in await self._in_thread(self.reload_files):
+            self._log.emit(level, message)
+
+    def reload_files(self, *, force: bool = False) -> list[tuple[LogLevel, str]]:
+        """The file work of a reload, on a thread: returns what to log.
 
         Also re-publishes the CRL before it expires: an expired CRL would make
-        OpenSSL refuse every agency.
+        OpenSSL refuse every agency. `force` (SIGHUP) reloads even unchanged files.
         """
+        said: list[tuple[LogLevel, str]] = []
         now = self.now()
         try:
             if self.authority.crl_due(now=now):
-                await self._deferred_to_thread(lambda: self.authority.publish_crl(now=now))
-                self._log.info("CRL re-published before its next update")
-        except (PkiError, OSError, ValueError) as exc:
-            self._log.error("cannot re-publish the CRL: {error}", error=str(exc))
+                self.authority.publish_crl(now=now)
+                said.append((LogLevel.info, "CRL re-published before its next update"))
+        except (PkiError, DatabaseUnavailable, OSError, ValueError) as exc:
+            said.append((LogLevel.error, f"cannot re-publish the CRL: {exc}"))
         try:
-            if self.tls.reload_if_changed():
-                self._log.info("TLS certificates and CRL reloaded")
+            if force:
+                self.tls.reload()
+                said.append((LogLevel.info, "TLS certificates and CRL reloaded (SIGHUP)"))
+            elif self.tls.reload_if_changed():
+                said.append((LogLevel.info, "TLS certificates and CRL reloaded"))
         except PkiError as exc:
-            self._log.error("keeping the old TLS settings: {error}", error=str(exc))
+            said.append((LogLevel.error, f"keeping the old TLS settings: {exc}"))
         for name, path in (
             ("server", self.config.tls.server_cert),
             ("ca", self.config.tls.ca_cert),
@@ -257,6 +284,13 @@ class Node(MultiService):
             self.metrics.certificate_expiry.labels(certificate=name).set(
                 (not_after - now).total_seconds()
             )
+        return said
 
-    async def _deferred_to_thread(self, work: Callable[[], None]) -> None:
-        await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), work)
+    async def reload_now(self) -> None:
+        """SIGHUP: reload certificates, CA and CRL whether or not they changed."""
+        for level, message in await self._in_thread(lambda: self.reload_files(force=True)):
+            self._log.emit(level, message)
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        result: T = await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), work)
+        return result

@@ -82,7 +82,7 @@ def read_json_object(request: IRequest, limit: int = MAX_JSON_BYTES) -> dict[str
             415, "invalid_json", "the body must be JSON (Content-Type: application/json)"
         )
     length = request.getHeader(b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
         raise ApiError(413, "too_large", f"the body is over {limit} bytes")
     assert request.content is not None
     raw = request.content.read(limit + 1)
@@ -112,7 +112,7 @@ def query_int(request: IRequest, name: str, default: int, lowest: int, highest: 
     text = query_text(request, name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or not lowest <= int(text) <= highest:
+    if not (text.isascii() and text.isdigit()) or not lowest <= int(text) <= highest:
         raise invalid_field(name, f"{name} must be a whole number from {lowest} to {highest}")
     return int(text)
 
@@ -180,8 +180,15 @@ class AgencyApi:
 
     @app.handle_errors(MethodNotAllowed)
     def _wrong_method(self, request: IRequest, failure: Failure) -> bytes:
+        allowed = ", ".join(sorted(getattr(failure.value, "valid_methods", None) or ()))
         return self._error_answer(
-            request, ApiError(405, "not_found", "this endpoint does not take that method")
+            request,
+            ApiError(
+                405,
+                "not_found",
+                "this endpoint does not take that method",
+                headers={"Allow": allowed} if allowed else None,
+            ),
         )
 
     @app.handle_errors(DatabaseUnavailable, DirectoryUnavailable)

@@ -6,17 +6,18 @@ import hashlib
 import math
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import Connection
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from govnode.api.errors import ApiError, unauthenticated, unavailable
+from govnode.api.errors import ApiError, invalid_field, unauthenticated, unavailable
 from govnode.api.metrics import Metrics
 from govnode.config.model import LimitsSection
 from govnode.directory.errors import DirectoryUnavailable, InvalidCredentials
-from govnode.directory.ldap import LdapDirectory
-from govnode.domain.lockout import locked_for
-from govnode.store import tokens
+from govnode.directory.ldap import MAX_USERNAME, LdapDirectory
+from govnode.store import certificates, directory, tokens
 from govnode.store.database import Database
 from govnode.store.records import TokenRecord
 
@@ -71,19 +72,22 @@ class Authenticator:
 
     async def login(self, username: str, password: str, client: Client) -> Session:
         """Check the credentials against LDAP and issue a token, or raise an ApiError."""
+        if len(username) > MAX_USERNAME:
+            raise invalid_field("username", f"username is longer than {MAX_USERNAME} characters")
+        now = self._clock.seconds()
+        within = await self._certificate_agency_dn(client, now)
         # LDAP matches uid case-insensitively, so the lock must too.
         key = username.strip().casefold()
-        now = self._clock.seconds()
-        window = self._limits.lockout_window
-        failures = await self._db.read(tokens.thd_failures_since, key, now - window)
-        wait = locked_for(failures, now=now, limit=self._limits.lockout_failures, window=window)
-        if wait > 0:
-            self._metrics.logins.labels(result="locked").inc()
-            self._log.warn(
-                "login refused: {username!r} is locked out for {wait:.0f} s (cert {cert})",
-                username=username,
-                wait=wait,
-                cert=client.agency,
+        wait, attempt = await self._db.run(
+            tokens.thd_begin_attempt,
+            key,
+            now=now,
+            limit=self._limits.lockout_failures,
+            window=self._limits.lockout_window,
+        )
+        if attempt is None:
+            self._refuse(
+                "locked", "{username!r} is locked out for {wait:.0f} s", username, client, wait=wait
             )
             raise ApiError(
                 429,
@@ -92,38 +96,25 @@ class Authenticator:
                 headers={"Retry-After": str(math.ceil(wait))},
             )
         try:
-            identity = await self._directory.authenticate(username, password)
+            identity = await self._directory.authenticate(username, password, within=within)
         except InvalidCredentials as exc:
-            self._metrics.logins.labels(result="failure").inc()
-            await self._db.run(tokens.thd_record_failure, key, now=self._clock.seconds())
-            self._log.warn(
-                "login failed for {username!r}: {reason} (cert {cert})",
-                username=username,
-                reason=str(exc),
-                cert=client.agency,
-            )
+            self._refuse("failure", "{reason}", username, client, reason=str(exc))
             raise ApiError(401, "invalid_credentials", "wrong username or password") from None
         except DirectoryUnavailable as exc:
-            self._metrics.logins.labels(result="unavailable").inc()
-            self._log.error(
-                "login of {username!r} impossible: {error}", username=username, error=str(exc)
-            )
+            await self._db.run(tokens.thd_forget_attempt, attempt)  # not the user's failure
+            self._refuse("unavailable", "{error}", username, client, error=str(exc))
             raise unavailable("the directory (LDAP)") from None
         if client.agency is not None and client.agency != identity.agency:
-            self._metrics.logins.labels(result="failure").inc()
-            self._log.warn(
-                "login of {user!r} of agency {agency} refused over the certificate of {cert}",
-                user=identity.user,
-                agency=identity.agency,
-                cert=client.agency,
-            )
-            raise agency_mismatch(identity.agency, client.agency)
+            # Unreachable while logins are confined to the certificate's agency; the
+            # same answer as a wrong password if the directory ever nests agencies.
+            self._refuse("failure", "belongs to {agency}", username, client, agency=identity.agency)
+            raise ApiError(401, "invalid_credentials", "wrong username or password")
         token = secrets.token_urlsafe(TOKEN_BYTES)
         now = self._clock.seconds()
         expires_at = now + self._limits.token_ttl
-        await self._db.run(tokens.thd_clear_failures, key)
         await self._db.run(
-            tokens.thd_create,
+            _thd_logged_in,
+            key,
             token_hash=token_hash(token),
             agency=identity.agency,
             user=identity.user,
@@ -143,14 +134,78 @@ class Authenticator:
             token=token, agency=identity.agency, user=identity.user, expires_at=expires_at
         )
 
+    def _refuse(
+        self, result: str, why: str, username: str, client: Client, **fields: object
+    ) -> None:
+        """Count and log a refused login with the agency and certificate that tried."""
+        self._metrics.logins.labels(result=result).inc()
+        self._log.warn(
+            "login of {username!r} refused ("
+            + result
+            + ": "
+            + why
+            + "), cert {cert} {fingerprint}",
+            username=username,
+            cert=client.agency,
+            fingerprint=client.fingerprint,
+            **fields,
+        )
+
+    async def _certificate_agency_dn(self, client: Client, now: float) -> str | None:
+        """The directory entry that logins over this certificate are confined to."""
+        if client.fingerprint is None:
+            return None
+        usable, dn = await self._db.read(_thd_certificate_agency, client, now=now)
+        if not usable:
+            raise ApiError(403, "forbidden", "this client certificate is revoked or unknown")
+        return dn
+
     async def check(self, token: str, client: Client) -> TokenRecord:
-        """The live token behind `Authorization: Bearer`, or 401/403; no LDAP call."""
-        record = await self._db.read(tokens.thd_find, token_hash(token), now=self._clock.seconds())
+        """The live token behind `Authorization: Bearer`, or 401/403; no LDAP call.
+
+        The certificate is checked again on every request: a connection opened
+        before its certificate was revoked must not keep working.
+        """
+        record, usable = await self._db.read(
+            _thd_session, token_hash(token), client, now=self._clock.seconds()
+        )
+        if not usable:
+            raise ApiError(403, "forbidden", "this client certificate is revoked or unknown")
         if record is None:
             raise unauthenticated("the token is unknown, expired or revoked")
         if client.agency is not None and client.agency != record.agency:
             raise agency_mismatch(record.agency, client.agency)
+        if client.fingerprint is not None and record.client_fingerprint not in (
+            None,
+            client.fingerprint,
+        ):
+            raise unauthenticated("the token was issued over another client certificate")
         return record
 
     async def logout(self, token: str) -> None:
         await self._db.run(tokens.thd_revoke, token_hash(token))
+
+
+def _thd_logged_in(conn: Connection, key: str, /, **token: Any) -> None:
+    """A success clears the username's failures and stores the token, atomically."""
+    tokens.thd_clear_failures(conn, key)
+    tokens.thd_create(conn, **token)
+
+
+def _thd_session(
+    conn: Connection, hashed: str, client: Client, *, now: float
+) -> tuple[TokenRecord | None, bool]:
+    usable = client.fingerprint is None or certificates.thd_usable(
+        conn, client.fingerprint, now=now
+    )
+    return tokens.thd_find(conn, hashed, now=now), usable
+
+
+def _thd_certificate_agency(
+    conn: Connection, client: Client, *, now: float
+) -> tuple[bool, str | None]:
+    assert client.fingerprint is not None
+    if not certificates.thd_usable(conn, client.fingerprint, now=now):
+        return False, None
+    record = directory.thd_get(conn, client.agency, now=now) if client.agency else None
+    return True, record.dn if record else None

@@ -55,7 +55,6 @@ def serve(config: Config) -> int:
 
 def _reload(node: Any) -> None:
     _log.info("SIGHUP: reloading certificates and CRL")
-    try:
-        node.tls.reload()
-    except Exception as exc:  # noqa: BLE001 - a bad file must not kill the node
-        _log.error("reload refused, keeping the old settings: {error}", error=str(exc))
+    defer.Deferred.fromCoroutine(node.reload_now()).addErrback(
+        lambda failure: _log.failure("reload failed", failure)
+    )

@@ -9,6 +9,7 @@ All network waits are bounded by the configured connect/receive timeouts.
 from __future__ import annotations
 
 import math
+import secrets
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ldap3 import BASE, NONE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPException, LDAPInvalidCredentialsResult
+from ldap3.core.exceptions import (
+    LDAPException,
+    LDAPInvalidCredentialsResult,
+    LDAPNoSuchObjectResult,
+    LDAPSizeLimitExceededResult,
+)
 from ldap3.utils.dn import parse_dn
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
@@ -101,12 +107,12 @@ class LdapDirectory:
     # -- connections ---------------------------------------------------------
 
     def _servers(self) -> list[Server]:
-        tls = None
-        if self._config.ca_file is not None or self._config.start_tls:
-            tls = Tls(
-                validate=ssl.CERT_REQUIRED,
-                ca_certs_file=str(self._config.ca_file) if self._config.ca_file else None,
-            )
+        # Always verify: ldaps:// and StartTLS check the directory's certificate
+        # against `ca_file`, or the system's CAs when none is set.
+        tls = Tls(
+            validate=ssl.CERT_REQUIRED,
+            ca_certs_file=str(self._config.ca_file) if self._config.ca_file else None,
+        )
         # New Server objects every time: ldap3 remembers a refused address for a
         # while, and a directory that came back must be usable at once.
         return [
@@ -168,36 +174,54 @@ class LdapDirectory:
 
     # -- login ---------------------------------------------------------------
 
-    def authenticate_sync(self, username: str, password: str) -> Identity:
-        """Search-then-bind: exactly one entry must match, then bind as it."""
+    def authenticate_sync(
+        self, username: str, password: str, *, within: str | None = None
+    ) -> Identity:
+        """Search-then-bind: exactly one entry must match, then bind as it.
+
+        `within` confines the search to one agency's subtree (the agency of
+        the client certificate), so a login can never probe another agency's
+        accounts. When nothing matches, a bind is still made (to a DN that does
+        not exist), so an unknown user costs what a wrong password costs.
+        """
         if not username or not password or len(username) > MAX_USERNAME:
             raise InvalidCredentials("empty or oversized credentials")
         attributes = self._config.attributes
         search_filter = login_filter(self._config.user_filter, attributes.code, username)
         with self._service() as conn:
-            conn.search(
-                self._config.agencies_dn,
-                search_filter,
-                SUBTREE,
-                attributes=[attributes.code, attributes.kind],
-                size_limit=2,
-            )
-            entries = list(conn.response or [])
-            entries = [entry for entry in entries if entry.get("type") == "searchResEntry"]
-            if len(entries) != 1:
-                raise InvalidCredentials(f"{len(entries)} entries match")
-            entry = entries[0]
-            dn = entry["dn"]
-            agency = self._agency_of(conn, entry)
+            try:
+                conn.search(
+                    within or self._config.agencies_dn,
+                    search_filter,
+                    SUBTREE,
+                    attributes=[attributes.code, attributes.kind],
+                    size_limit=2,
+                )
+                entries = [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
+            except LDAPSizeLimitExceededResult:
+                entries = [None, None]  # more than one: ambiguous
+            except LDAPNoSuchObjectResult:
+                entries = []  # `within` names an agency gone from the directory
+            entry = entries[0] if len(entries) == 1 else None
+            agency = self._agency_of(conn, entry) if entry is not None else None
+        dn = (
+            entry["dn"]
+            if entry is not None
+            else f"uid={secrets.token_hex(8)},{self._config.base_dn}"
+        )
         try:
             with self._connection(dn, password):
                 pass
         except LDAPInvalidCredentialsResult:
-            raise InvalidCredentials("wrong password") from None
+            raise InvalidCredentials(
+                "wrong password" if entry else f"{len(entries)} entries match"
+            ) from None
+        if entry is None or agency is None:
+            raise InvalidCredentials(f"{len(entries)} entries match")
         user = _first(entry, attributes.code) or username
         return Identity(agency=agency, user=user, dn=dn)
 
-    def _agency_of(self, conn: Connection, entry: Any) -> str:
+    def _agency_of(self, conn: Connection, entry: Any) -> str | None:
         """The agency an entry belongs to: itself, or the nearest agency above it."""
         attributes = self._config.attributes
         if _first(entry, attributes.kind) is not None:
@@ -220,10 +244,14 @@ class LdapDirectory:
                 code = _first(found[0], attributes.code)
                 if code and is_agency_code(code):
                     return code
-        raise InvalidCredentials("the entry belongs to no agency")
+        return None  # the entry belongs to no agency
 
-    async def authenticate(self, username: str, password: str) -> Identity:
-        return await self._in_thread("bind", lambda: self.authenticate_sync(username, password))
+    async def authenticate(
+        self, username: str, password: str, *, within: str | None = None
+    ) -> Identity:
+        return await self._in_thread(
+            "bind", lambda: self.authenticate_sync(username, password, within=within)
+        )
 
     # -- agencies ------------------------------------------------------------
 
@@ -238,14 +266,23 @@ class LdapDirectory:
                 paged_size=500,
                 generator=False,
             )
-            found: list[tuple[Agency, str]] = []
+            found: dict[str, tuple[Agency, str]] = {}
             for entry in entries:
                 if entry.get("type") != "searchResEntry":
                     continue
                 agency = self._agency_from_entry(entry)
-                if agency is not None:
-                    found.append((agency, entry["dn"]))
-        return found
+                if agency is None:
+                    continue
+                if agency.code in found:
+                    self._log.warn(
+                        "directory entry {dn} skipped: code {code} is already used by {other}",
+                        dn=entry["dn"],
+                        code=agency.code,
+                        other=found[agency.code][1],
+                    )
+                    continue
+                found[agency.code] = (agency, entry["dn"])
+        return list(found.values())
 
     def _agency_from_entry(self, entry: Any) -> Agency | None:
         attributes = self._config.attributes

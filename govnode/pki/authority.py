@@ -8,17 +8,33 @@ the running node within seconds.
 
 from __future__ import annotations
 
+import fcntl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection
 
 from govnode.config.model import TlsSection
 from govnode.pki import ca
 from govnode.pki.files import read_pem, write_atomic
-from govnode.store import certificates
+from govnode.store import certificates, tokens
 from govnode.store.database import Database
 
 CRL_VALID_DAYS = 30
 CRL_REFRESH_BEFORE = timedelta(days=7)
+
+
+def _revoke_agency(conn: Connection, code: str, *, now: float, reason: str) -> list[str]:
+    """Certificates and the tokens issued over them go together."""
+    serials = certificates.thd_revoke_agency(conn, code, now=now, reason=reason)
+    if serials:
+        tokens.thd_revoke_agency(conn, code)
+    return serials
+
+
+def _crl_contents(conn: Connection) -> tuple[int, list[tuple[int, float]]]:
+    """The next CRL number and the revoked certificates, read in one transaction."""
+    return certificates.thd_next_crl_number(conn), certificates.thd_revoked(conn)
 
 
 def _timestamp(moment: datetime) -> float:
@@ -61,24 +77,27 @@ class NodeAuthority:
 
     def revoke(self, code: str, *, now: datetime, reason: str) -> list[str]:
         """Revoke every certificate of `code` and publish the new CRL at once."""
-        serials = self.db.run_sync(
-            certificates.thd_revoke_agency, code, now=_timestamp(now), reason=reason
-        )
+        serials = self.db.run_sync(_revoke_agency, code, now=_timestamp(now), reason=reason)
         if serials:
             self.publish_crl(now=now)
         return serials
 
     def publish_crl(self, *, now: datetime) -> None:
+        """Write a CRL of every revoked certificate.
+
+        The CLI and the daemon both publish; a lock file beside the CRL keeps
+        one from renaming a CRL made from an older list over a newer one.
+        """
         ca_cert, ca_key = self._ca()
-        revoked = [
-            (serial, datetime.fromtimestamp(at, UTC))
-            for serial, at in self.db.run_sync(certificates.thd_revoked)
-        ]
-        number = self.db.run_sync(certificates.thd_next_crl_number)
-        crl = ca.build_crl(
-            ca_cert, ca_key, revoked, now=now, valid_days=CRL_VALID_DAYS, crl_number=number
-        )
-        write_atomic(self.tls.crl, crl)
+        lock_path = self.tls.crl.with_name(f".{self.tls.crl.name}.lock")
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            number, revoked_at = self.db.run_sync(_crl_contents)
+            revoked = [(serial, datetime.fromtimestamp(at, UTC)) for serial, at in revoked_at]
+            crl = ca.build_crl(
+                ca_cert, ca_key, revoked, now=now, valid_days=CRL_VALID_DAYS, crl_number=number
+            )
+            write_atomic(self.tls.crl, crl)
 
     def crl_due(self, *, now: datetime) -> bool:
         """True when the CRL is missing or will expire within a week."""

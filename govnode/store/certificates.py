@@ -70,6 +70,20 @@ def thd_revoked(conn: Connection) -> list[tuple[int, float]]:
     return [(int(serial, 16), float(at)) for serial, at in rows]
 
 
+def thd_usable(conn: Connection, fingerprint: str, *, now: float) -> bool:
+    """Whether a presented certificate is one this node issued and has not revoked.
+
+    The handshake already refused revoked certificates when it happened; this
+    catches connections opened before the revocation.
+    """
+    row = conn.execute(
+        select(certificates.c.revoked_at, certificates.c.not_after).where(
+            certificates.c.fingerprint_sha256 == fingerprint
+        )
+    ).first()
+    return row is not None and row.revoked_at is None and now < row.not_after
+
+
 def thd_for_agency(conn: Connection, agency: str) -> list[CertificateRecord]:
     rows = conn.execute(
         select(certificates)

@@ -23,8 +23,8 @@ def thd_replace_all(
     Replaced in one transaction, so readers see the old or the new directory,
     never half of it.
     """
-    codes = [agency.code for agency, _ in entries]
-    removed = conn.execute(delete(agencies).where(agencies.c.code.not_in(codes))).rowcount
+    codes = {agency.code for agency, _ in entries}
+    before = set(conn.scalars(select(agencies.c.code)))
     conn.execute(delete(agencies))
     if entries:
         conn.execute(
@@ -46,7 +46,7 @@ def thd_replace_all(
                 for agency, dn in entries
             ],
         )
-    return len(entries), removed
+    return len(entries), len(before - codes)
 
 
 def _certificates_by_agency(

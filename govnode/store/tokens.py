@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select, update
 
+from govnode.domain.lockout import locked_for
 from govnode.store.records import TokenRecord
 from govnode.store.schema import login_failures, tokens
 
@@ -53,6 +54,41 @@ def thd_purge(conn: Connection, *, now: float, failures_before: float) -> None:
     """Forget expired tokens and failures older than any lockout window."""
     conn.execute(delete(tokens).where(tokens.c.expires_at <= now))
     conn.execute(delete(login_failures).where(login_failures.c.at < failures_before))
+
+
+def thd_begin_attempt(
+    conn: Connection, username: str, *, now: float, limit: int, window: float
+) -> tuple[float, int | None]:
+    """Count the recent failures and record this attempt as one, in one transaction.
+
+    Returns (seconds locked, None) when the username is locked out, else
+    (0, id of the recorded attempt). Recording before LDAP is asked means
+    parallel guesses cannot all slip in under the limit; a success clears
+    the failures, an LDAP outage forgets the attempt.
+    """
+    wait = locked_for(
+        thd_failures_since(conn, username, now - window), now=now, limit=limit, window=window
+    )
+    if wait > 0:
+        return wait, None
+    attempt = conn.execute(
+        login_failures.insert().values(username=username, at=now).returning(login_failures.c.id)
+    ).scalar_one()
+    return 0.0, int(attempt)
+
+
+def thd_forget_attempt(conn: Connection, attempt: int) -> None:
+    conn.execute(delete(login_failures).where(login_failures.c.id == attempt))
+
+
+def thd_revoke_agency(conn: Connection, agency: str) -> int:
+    """Revoke every token of an agency (its certificate was revoked)."""
+    result = conn.execute(
+        update(tokens)
+        .where(tokens.c.agency == agency, tokens.c.revoked.is_(False))
+        .values(revoked=True)
+    )
+    return result.rowcount
 
 
 def thd_failures_since(conn: Connection, username: str, since: float) -> list[float]:

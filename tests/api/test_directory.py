@@ -87,6 +87,7 @@ def test_status_follows_enrollment(edu: AgencyClient) -> None:
         ({"limit": "x"}, "limit"),
         ({"offset": "-1"}, "offset"),
         ({"phase": "4"}, "phase"),
+        ({"limit": "²"}, "limit"),
     ],
 )
 def test_bad_query_parameters_name_the_field(
@@ -116,3 +117,14 @@ def test_lookup_of_unknown_agencies_is_404(edu: AgencyClient, code: str) -> None
     response = edu.request("GET", f"/api/v1/directory/{code}")
     assert response.status == 404
     assert response.error_code == "not_found"
+
+
+def test_wrong_methods_say_which_are_allowed(edu: AgencyClient) -> None:
+    response = edu.request("PUT", "/api/v1/directory")
+    assert response.status == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    assert response.error_code is not None
+
+
+def test_the_server_does_not_announce_its_software_version(edu: AgencyClient) -> None:
+    assert edu.request("GET", "/api/v1/directory/edu").headers["server"] == "govnode"

@@ -51,13 +51,22 @@ def test_token_of_one_agency_over_the_certificate_of_another_is_refused(
     assert response.error_code == "agency_mismatch"
 
 
-def test_login_as_another_agency_over_ones_certificate_is_refused(
+def test_another_agencys_password_is_no_oracle_over_ones_certificate(
     govnode_client: ClientFactory,
 ) -> None:
-    response = govnode_client("welfare").login("edu", "demo-edu")
-    assert response.status == 403
-    assert response.error_code == "agency_mismatch"
-    assert "token" not in response.json()
+    """Over welfare's certificate, edu's right password looks exactly like a wrong one."""
+    client = govnode_client("welfare")
+    right = client.login("edu", "demo-edu")
+    wrong = client.login("edu", "not-edus-password")
+    assert right.status == wrong.status == 401
+    assert right.json() == wrong.json()
+    assert right.error_code == "invalid_credentials"
+
+
+def test_overlong_usernames_are_refused_before_ldap(govnode_client: ClientFactory) -> None:
+    response = govnode_client("edu").login("x" * 257, "whatever")
+    assert (response.status, response.error_code) == (400, "invalid_field")
+    assert response.json()["error"]["field"] == "username"
 
 
 def test_requests_without_a_token_are_unauthenticated(govnode_client: ClientFactory) -> None:

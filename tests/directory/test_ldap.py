@@ -119,7 +119,8 @@ def tls_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Slapd,
         tls=(root / "server.pem", root / "server.key"),
         extra_schema=[REPOSITORY / "etc" / "ldap" / "govnode.schema"],
     )
-    slapd.seed(AGENCIES[:5], users=DEMO_USERS)
+    # Two users with one uid, under different agencies: a login by it is ambiguous.
+    slapd.seed(AGENCIES[:5], users={**DEMO_USERS, "ostandari": ["twin"], "health-univ": ["twin"]})
     slapd.start()
     yield slapd, root / "ca.pem"
     slapd.stop()
@@ -141,6 +142,33 @@ def test_ldaps_and_start_tls_verify_the_directory(
     ):
         with pytest.raises(DirectoryUnavailable):
             LdapDirectory(config).authenticate_sync("edu", "demo-edu")
+
+
+def test_ldaps_verifies_against_the_system_cas_when_no_ca_file_is_set(
+    tls_slapd: tuple[Slapd, Path],
+) -> None:
+    slapd, _ = tls_slapd
+    with pytest.raises(DirectoryUnavailable):
+        LdapDirectory(section(slapd, urls=(slapd.ldaps_url,))).authenticate_sync("edu", "demo-edu")
+
+
+def test_ambiguous_usernames_are_bad_credentials_not_an_outage(
+    tls_slapd: tuple[Slapd, Path],
+) -> None:
+    slapd, _ = tls_slapd
+    with pytest.raises(InvalidCredentials):
+        LdapDirectory(section(slapd)).authenticate_sync("twin", "demo-twin")
+
+
+def test_logins_can_be_confined_to_one_agency(govnode_slapd: Slapd) -> None:
+    directory = LdapDirectory(section(govnode_slapd))
+    edu = f"uid=edu,ou=agencies,{govnode_slapd.base_dn}"
+    welfare = f"uid=welfare,ou=agencies,{govnode_slapd.base_dn}"
+    assert directory.authenticate_sync("dabir.edu", "demo-dabir.edu", within=edu).agency == "edu"
+    with pytest.raises(InvalidCredentials):
+        directory.authenticate_sync("edu", "demo-edu", within=welfare)
+    with pytest.raises(InvalidCredentials):
+        directory.authenticate_sync("edu", "demo-edu", within=f"uid=gone,{welfare}")
 
 
 def test_dedicated_schema_through_the_attribute_map(tls_slapd: tuple[Slapd, Path]) -> None:
@@ -192,3 +220,31 @@ def test_dedicated_schema_through_the_attribute_map(tls_slapd: tuple[Slapd, Path
         "dena",
     )
     assert directory.authenticate_sync("water-x", "demo-water-x").agency == "water-x"
+
+
+def test_a_code_used_twice_in_the_directory_is_synced_once(tls_slapd: tuple[Slapd, Path]) -> None:
+    slapd, _ = tls_slapd
+    nested = f"uid=edu,uid=ostandari,ou=agencies,{slapd.base_dn}"
+    with ldap3.Connection(
+        ldap3.Server(slapd.url), slapd.root_dn, slapd.root_password, auto_bind=True
+    ) as admin:
+        assert admin.add(
+            nested,
+            ["inetOrgPerson"],
+            {
+                "uid": "edu",
+                "cn": "copy",
+                "sn": "edu",
+                "o": "نسخه",
+                "businessCategory": "x",
+                "employeeType": "1",
+            },
+        ), admin.result
+    try:
+        found = LdapDirectory(section(slapd)).fetch_agencies_sync()
+        assert [agency.code for agency, _ in found].count("edu") == 1
+    finally:
+        with ldap3.Connection(
+            ldap3.Server(slapd.url), slapd.root_dn, slapd.root_password, auto_bind=True
+        ) as admin:
+            admin.delete(nested)

@@ -123,3 +123,21 @@ def test_a_directory_that_accepts_but_never_answers_times_out(tmp_path: Path) ->
         with pytest.raises(DirectoryUnavailable):
             LdapDirectory(replace(config)).authenticate_sync("edu", "demo-edu")
         assert time.monotonic() - started < 10
+
+
+def test_parallel_guesses_cannot_slip_under_the_lockout(
+    outage: tuple[Slapd, NodeHome, NodeProcess],
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, home, node = outage
+    limit = home.config.limits.lockout_failures
+
+    def guess(attempt: int) -> int:
+        with client_of(home, node, "edu") as client:
+            return client.login("dabir.edu", f"guess-{attempt}").status
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = sorted(pool.map(guess, range(40)))
+    assert statuses.count(401) == limit, statuses
+    assert statuses.count(429) == 40 - limit

@@ -120,3 +120,37 @@ def test_revoked_while_running_is_refused_within_seconds(
     # Other agencies are untouched by the reload.
     edu = govnode_home.clients["edu"]
     assert handshake(govnode_node, edu.ca, edu.cert, edu.key) == 401
+
+
+def test_revocation_also_ends_connections_opened_before_it(
+    govnode_home: NodeHome, govnode_node: NodeProcess, tmp_path: Path
+) -> None:
+    files = enroll(govnode_home.config, ["natres"], tmp_path)["natres"]
+    client = AgencyClient(govnode_node.api_url, files.ca, files.cert, files.key)
+    assert client.login("natres", "demo-natres").status == 200
+    assert client.request("GET", "/api/v1/directory/natres").status == 200
+    connection = client._connection
+    assert govnode(["--home", str(govnode_home.path), "agency", "revoke", "natres"]) == 0
+    refused = client.request("GET", "/api/v1/directory/natres")
+    assert client._connection is connection, "the test must reuse the open connection"
+    assert (refused.status, refused.error_code) == (403, "forbidden")
+    login = client.login("natres", "demo-natres")
+    assert login.status == 403
+    client.close()
+
+
+def test_tokens_are_bound_to_the_certificate_they_were_issued_over(
+    govnode_home: NodeHome, govnode_node: NodeProcess, tmp_path: Path
+) -> None:
+    first = enroll(govnode_home.config, ["literacy"], tmp_path / "1")["literacy"]
+    with AgencyClient(govnode_node.api_url, first.ca, first.cert, first.key) as old:
+        assert old.login("literacy", "demo-literacy").status == 200
+        token = old.token
+    # A second valid certificate of the same agency (say, its other office) may not
+    # carry a token that was issued over the first: a stolen token alone is useless.
+    second = enroll(govnode_home.config, ["literacy"], tmp_path / "2")["literacy"]
+    with AgencyClient(govnode_node.api_url, second.ca, second.cert, second.key) as new:
+        response = new.request("GET", "/api/v1/directory", token=token)
+        assert (response.status, response.error_code) == (401, "unauthenticated")
+        assert new.login("literacy", "demo-literacy").status == 200
+        assert new.request("GET", "/api/v1/directory").status == 200

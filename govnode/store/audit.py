@@ -1,0 +1,106 @@
+"""The append-only, hash-chained audit log and its signed checkpoints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from govnode.domain.audit import GENESIS, AuditRecord, record_hash
+from govnode.store.schema import audit, audit_checkpoints, audit_head
+
+Signer = Callable[[bytes], str]
+Verifier = Callable[[bytes, str], bool]
+
+
+def thd_append(
+    conn: Connection,
+    kind: str,
+    *,
+    actor: str,
+    subject: str,
+    at: float,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Append one record in the caller's transaction; returns its id.
+
+    The head row is updated first: on PostgreSQL that row lock orders
+    concurrent appends, on SQLite the single writer does.
+    """
+    head = conn.execute(
+        update(audit_head)
+        .where(audit_head.c.one == 1)
+        .values(last_id=audit_head.c.last_id + 1)
+        .returning(audit_head.c.last_id, audit_head.c.last_hash)
+    ).first()
+    if head is None:
+        conn.execute(insert(audit_head).values(one=1, last_id=1, last_hash=GENESIS))
+        record_id, prev_hash = 1, GENESIS
+    else:
+        record_id, prev_hash = head
+    text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    digest = record_hash(prev_hash, record_id, at, kind, actor, subject, text)
+    conn.execute(
+        insert(audit).values(
+            id=record_id,
+            at=at,
+            kind=kind,
+            actor=actor,
+            subject=subject,
+            detail=text,
+            prev_hash=prev_hash,
+            hash=digest,
+        )
+    )
+    conn.execute(update(audit_head).where(audit_head.c.one == 1).values(last_hash=digest))
+    return int(record_id)
+
+
+def thd_records(conn: Connection, *, batch: int = 5000) -> Iterator[AuditRecord]:
+    """Every record in id order, read in batches (the log grows for years)."""
+    after = 0
+    while True:
+        rows = conn.execute(
+            select(audit).where(audit.c.id > after).order_by(audit.c.id).limit(batch)
+        ).all()
+        for row in rows:
+            yield AuditRecord(**row._mapping)
+        if len(rows) < batch:
+            return
+        after = rows[-1].id
+
+
+def checkpoint_message(audit_id: int, digest: str) -> bytes:
+    return f"govnode-audit-checkpoint:{audit_id}:{digest}".encode("ascii")
+
+
+def thd_checkpoint(conn: Connection, sign: Signer, *, at: float) -> int | None:
+    """Sign the chain's head unless the last checkpoint already covers it."""
+    head = conn.execute(select(audit_head.c.last_id, audit_head.c.last_hash)).first()
+    if head is None:
+        return None
+    last = conn.scalar(
+        select(audit_checkpoints.c.audit_id).order_by(audit_checkpoints.c.id.desc()).limit(1)
+    )
+    if last == head.last_id:
+        return None
+    conn.execute(
+        insert(audit_checkpoints).values(
+            audit_id=head.last_id,
+            hash=head.last_hash,
+            at=at,
+            signature=sign(checkpoint_message(head.last_id, head.last_hash)),
+        )
+    )
+    return int(head.last_id)
+
+
+def thd_checkpoints(conn: Connection) -> list[tuple[int, str, str]]:
+    rows = conn.execute(
+        select(
+            audit_checkpoints.c.audit_id, audit_checkpoints.c.hash, audit_checkpoints.c.signature
+        ).order_by(audit_checkpoints.c.id)
+    )
+    return [(int(a), str(h), str(s)) for a, h, s in rows]
