@@ -28,9 +28,12 @@ from govnode.pki.authority import NodeAuthority
 from govnode.pki.ca import certificate_not_after
 from govnode.pki.errors import PkiError
 from govnode.pki.tls import ServerTLS
+from govnode.relay.worker import DeliveryWorker
 from govnode.store import directory as directory_store
-from govnode.store import tokens
+from govnode.store import letters, tokens
+from govnode.store.blobs import BlobStore
 from govnode.store.database import Database, DatabaseUnavailable
+from govnode.store.delivery import Delivered
 
 T = TypeVar("T")
 SITE_TIMEOUT = 60  # seconds a connection may sit idle
@@ -161,12 +164,20 @@ class Node(MultiService):
             limits=config.limits,
             metrics=self.metrics,
         )
+        self.blobs = BlobStore(config.node.data_dir / "attachments")
+        self.worker = DeliveryWorker(
+            self.db, node_id=config.node.id, clock=self.clock, on_delivered=self._delivered
+        )
         agency_api = AgencyApi(
             node_id=config.node.id,
             db=self.db,
             authenticator=self.authenticator,
             clock=self.clock,
             metrics=self.metrics,
+            limits=config.limits,
+            blobs=self.blobs,
+            reactor=reactor,
+            on_change=self.worker.wake,
         )
         admin_api = AdminApi(
             checks={"database": self._check_database, "ldap": self.directory.ping},
@@ -181,6 +192,7 @@ class Node(MultiService):
             "certificate reload", config.tls.reload_interval, self._reload_certificates, self.clock
         ).setServiceParent(self)
         _Periodic("purge", PURGE_INTERVAL, self._purge, self.clock).setServiceParent(self)
+        self.worker.setServiceParent(self)
         # Say "govnode", not which Twisted release answers.
         server.version = b"govnode"
         agency_site = Site(agency_api.app.resource(), timeout=SITE_TIMEOUT)
@@ -240,11 +252,19 @@ class Node(MultiService):
         return kept
 
     async def _purge(self) -> None:
-        """Forget expired tokens and failed logins older than any lockout window."""
+        """Forget expired tokens, old failed logins and attachment files no letter holds."""
         now = self.clock.seconds()
         await self.db.run(
             tokens.thd_purge, now=now, failures_before=now - self.config.limits.lockout_window
         )
+        referenced = await self.db.read(letters.thd_referenced_blobs)
+        removed = await self._in_thread(lambda: self.blobs.remove_orphans(referenced))
+        if removed:
+            self._log.info("removed {count} orphaned attachment files", count=removed)
+
+    def _delivered(self, done: list[Delivered]) -> None:
+        for item in done:
+            self.metrics.letters_delivered.labels(result=item.status).inc()
 
     async def _reload_certificates(self) -> None:
         """Pick up a new CRL or certificate (revocations take effect in seconds)."""

@@ -38,6 +38,15 @@ class Metrics:
             ["certificate"],
             registry=self.registry,
         )
+        self.letters_registered = Counter(
+            "govnode_letters_registered", "Letters registered", registry=self.registry
+        )
+        self.letters_delivered = Counter(
+            "govnode_letters_delivered",
+            "Recipients reached or given up on, by result (delivered, failed)",
+            ["result"],
+            registry=self.registry,
+        )
         self.api_errors = Counter(
             "govnode_api_errors",
             "Error answers of the agency API by error code",

@@ -60,7 +60,167 @@ _AGENCY = {
     },
 }
 
+_ADDRESSES = {"type": "array", "items": {"type": "string"}}
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_EVENT = {
+    "type": "object",
+    "required": ["at", "status", "node"],
+    "properties": {
+        "at": _TIME,
+        "address": {"type": "string"},
+        "status": {"type": "string"},
+        "node": {"type": "string"},
+        "detail": {"type": ["string", "null"]},
+    },
+}
+_RECIPIENT = {
+    "type": "object",
+    "required": ["address", "kind", "status"],
+    "properties": {
+        "address": {"type": "string"},
+        "kind": {"type": "string", "enum": ["to", "cc"]},
+        "status": {
+            "type": "string",
+            "enum": ["queued", "relayed", "delivered", "read", "answered", "failed", "expired"],
+        },
+        "reason": {"type": "string"},
+        "read_at": _NULLABLE_TIME,
+        "events": {"type": "array", "items": _EVENT},
+    },
+}
+_SUMMARY = {
+    "type": "object",
+    "required": [
+        "id",
+        "number",
+        "sender",
+        "subject",
+        "priority",
+        "classification",
+        "created_at",
+        "delivered_at",
+        "read_at",
+    ],
+    "properties": {
+        "id": {"type": "string"},
+        "number": {"type": "string"},
+        "sender": {"type": "string"},
+        "subject": {"type": "string"},
+        "priority": {"type": "string"},
+        "classification": {"type": "string"},
+        "created_at": _TIME,
+        "delivered_at": _NULLABLE_TIME,
+        "read_at": _NULLABLE_TIME,
+    },
+}
+_PAGE = {
+    "type": "object",
+    "required": ["letters", "next"],
+    "properties": {
+        "letters": {"type": "array", "items": _SUMMARY},
+        "next": {"type": ["string", "null"]},
+    },
+}
+_LETTER_ID = {"name": "letter_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_PAGING = [
+    _query("after", {"type": "string"}, "cursor from the previous page's `next`"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
+]
+
 _SCHEMAS: dict[str, Any] = {
+    "NewLetter": {
+        "type": "object",
+        "required": ["to", "subject"],
+        "properties": {
+            "to": {**_ADDRESSES, "minItems": 1, "maxItems": 100},
+            "cc": {**_ADDRESSES, "maxItems": 100},
+            "subject": {"type": "string", "minLength": 1, "maxLength": 500},
+            "body": {"type": "string", "maxLength": 1000000},
+            "priority": {"type": "string", "enum": ["normal", "urgent", "immediate"]},
+            "classification": {
+                "type": "string",
+                "enum": ["normal", "restricted", "confidential", "secret"],
+            },
+            "in_reply_to": {"type": ["string", "null"]},
+            "attachments": {
+                "type": "array",
+                "maxItems": 20,
+                "items": {
+                    "type": "object",
+                    "required": ["filename", "data"],
+                    "properties": {
+                        "filename": {"type": "string"},
+                        "content_type": {"type": "string"},
+                        "data": {"type": "string", "contentEncoding": "base64"},
+                    },
+                },
+            },
+        },
+    },
+    "Registered": {
+        "type": "object",
+        "required": ["id", "number", "status", "created_at", "created_at_jalali", "recipients"],
+        "properties": {
+            "id": {"type": "string"},
+            "number": {"type": "string"},
+            "status": {"type": "string"},
+            "created_at": _TIME,
+            "created_at_jalali": {"type": "string"},
+            "recipients": {"type": "array", "items": _RECIPIENT},
+        },
+    },
+    "Letter": {
+        "type": "object",
+        "required": [
+            "id",
+            "number",
+            "sender",
+            "to",
+            "cc",
+            "subject",
+            "body",
+            "status",
+            "created_at",
+            "recipients",
+            "attachments",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "number": {"type": "string"},
+            "sender": {"type": "string"},
+            "to": _ADDRESSES,
+            "cc": _ADDRESSES,
+            "subject": {"type": "string"},
+            "body": {"type": "string"},
+            "priority": {"type": "string"},
+            "classification": {"type": "string"},
+            "in_reply_to": {"type": ["string", "null"]},
+            "status": {"type": "string"},
+            "created_at": _TIME,
+            "created_at_jalali": {"type": "string"},
+            "recipients": {"type": "array", "items": _RECIPIENT},
+            "attachments": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "filename": {"type": "string"},
+                        "content_type": {"type": "string"},
+                        "size": {"type": "integer"},
+                        "sha256": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "Recipient": _RECIPIENT,
+    "Events": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {"events": {"type": "array", "items": _EVENT}},
+    },
+    "Page": _PAGE,
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -107,6 +267,90 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 _PATHS: dict[str, Any] = {
+    "/api/v1/letters": {
+        "post": {
+            "summary": "Register and send a letter (201 only once it is durably stored)",
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                }
+            ],
+            "requestBody": {"required": True, **_json_body("NewLetter")},
+            "responses": {
+                "201": _ok("Registered", "Registered"),
+                **_errors(400, 401, 403, 409, 413, 415, 422, 503),
+            },
+        }
+    },
+    "/api/v1/letters/{letter_id}": {
+        "get": {
+            "summary": "A letter the caller sent or received, with its recipients' trails",
+            "parameters": [_LETTER_ID],
+            "responses": {"200": _ok("The letter", "Letter"), **_errors(401, 403, 404, 503)},
+        }
+    },
+    "/api/v1/letters/{letter_id}/events": {
+        "get": {
+            "summary": "The tracking trail, oldest first",
+            "parameters": [_LETTER_ID],
+            "responses": {"200": _ok("Events", "Events"), **_errors(401, 403, 404, 503)},
+        }
+    },
+    "/api/v1/letters/{letter_id}/attachments/{index}": {
+        "get": {
+            "summary": "An attachment's bytes",
+            "parameters": [
+                _LETTER_ID,
+                {
+                    "name": "index",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file, with its stored Content-Type",
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                **_errors(401, 403, 404, 503),
+            },
+        }
+    },
+    "/api/v1/letters/{letter_id}/read": {
+        "post": {
+            "summary": "Mark a received letter read (idempotent)",
+            "parameters": [_LETTER_ID],
+            "responses": {
+                "200": _ok("The caller's recipient entry", "Recipient"),
+                **_errors(401, 403, 404, 503),
+            },
+        }
+    },
+    "/api/v1/inbox": {
+        "get": {
+            "summary": "Letters delivered to the caller's agency, newest first",
+            "parameters": [
+                *_PAGING,
+                _query(
+                    "unread",
+                    {"type": "string", "enum": ["true", "false"]},
+                    "only letters not yet read",
+                ),
+            ],
+            "responses": {"200": _ok("A page", "Page"), **_errors(400, 401, 403, 503)},
+        }
+    },
+    "/api/v1/outbox": {
+        "get": {
+            "summary": "Letters the caller's agency sent, newest first",
+            "parameters": _PAGING,
+            "responses": {"200": _ok("A page", "Page"), **_errors(400, 401, 403, 503)},
+        }
+    },
     "/api/v1/openapi.json": {
         "get": {
             "summary": "This document",

@@ -1,0 +1,337 @@
+"""Letters: submit, read, track, download, inbox and outbox (API.md, letters part)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import quote
+
+from twisted.internet.threads import deferToThreadPool
+from twisted.protocols.basic import FileSender
+from twisted.web.iweb import IRequest
+
+from govnode.api.base import (
+    MAX_PAGE,
+    ApiBase,
+    app,
+    json_answer,
+    query_int,
+    query_text,
+    read_json_object,
+)
+from govnode.api.errors import ApiError, invalid_field, not_found
+from govnode.domain.calendar import jalali_text, rfc3339
+from govnode.domain.ids import is_ulid, new_ulid
+from govnode.domain.letters import (
+    IDEMPOTENCY_KEY,
+    LetterInvalid,
+    Submission,
+    parse_submission,
+)
+from govnode.store import letters, mailbox
+from govnode.store.blobs import BadBase64
+from govnode.store.letters import (
+    IdempotencyConflict,
+    NewLetter,
+    NotAReply,
+    StoredAttachment,
+    UnknownRecipient,
+)
+
+PARSE_IN_THREAD = 256 * 1024  # bodies larger than this are parsed off the reactor thread
+
+
+def _time(seconds: float | None) -> str | None:
+    return None if seconds is None else rfc3339(seconds)
+
+
+def encode_cursor(kind: str, value: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}{value}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+        if raw.startswith(kind) and raw[1:].isdigit():
+            return int(raw[1:])
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise invalid_field("after", "after must be a cursor from a previous answer")
+
+
+def summary_json(item: mailbox.Summary) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "number": item.number,
+        "sender": item.sender,
+        "subject": item.subject,
+        "priority": item.priority,
+        "classification": item.classification,
+        "created_at": rfc3339(item.created_at),
+        "delivered_at": _time(item.delivered_at),
+        "read_at": _time(item.read_at),
+    }
+
+
+def event_json(event: mailbox.Event) -> dict[str, Any]:
+    return {
+        "at": rfc3339(event.at),
+        "address": event.address,
+        "status": event.status,
+        "node": event.node,
+        "detail": event.detail,
+    }
+
+
+def recipient_json(entry: mailbox.RecipientView, *, events: bool) -> dict[str, Any]:
+    answer: dict[str, Any] = {"address": entry.address, "kind": entry.kind, "status": entry.status}
+    if entry.reason:
+        answer["reason"] = entry.reason
+    if events:
+        answer["events"] = [
+            {k: v for k, v in event_json(e).items() if k != "address"} for e in entry.events
+        ]
+    return answer
+
+
+def letter_json(view: mailbox.LetterView) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "number": view.number,
+        "sender": view.sender,
+        "to": [r.address for r in view.recipients if r.kind == "to"],
+        "cc": [r.address for r in view.recipients if r.kind == "cc"],
+        "subject": view.subject,
+        "body": view.body,
+        "priority": view.priority,
+        "classification": view.classification,
+        "in_reply_to": view.in_reply_to,
+        "attachments": [
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            }
+            for a in view.attachments
+        ],
+        "status": view.status,
+        "created_at": rfc3339(view.created_at),
+        "created_at_jalali": jalali_text(view.created_at),
+        "recipients": [recipient_json(r, events=True) for r in view.recipients],
+    }
+
+
+def content_disposition(filename: str) -> str:
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+class LetterRoutes(ApiBase):
+    """The letter endpoints; `AgencyApi` adds login and the directory."""
+
+    async def _letter_body(self, request: IRequest) -> dict[str, Any]:
+        limit = self._limits.max_body_bytes
+        length = request.getHeader(b"content-length")
+        if length is None or not length.isdigit() or int(length) <= PARSE_IN_THREAD:
+            return read_json_object(request, limit)
+        # A large body (attachments) is parsed on a thread: JSON of tens of MB
+        # would hold up every other client for a noticeable time.
+        document: dict[str, Any] = await deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), read_json_object, request, limit
+        )
+        return document
+
+    def _store_attachments(self, submission: Submission) -> tuple[StoredAttachment, ...]:
+        """On a thread: decode, hash and sync every attachment before the letter commits."""
+        stored = []
+        for index, item in enumerate(submission.attachments):
+            try:
+                sha256, size = self._blobs.write_base64(item.data)
+            except BadBase64:
+                raise LetterInvalid(
+                    f"attachments[{index}].data", "data is not valid base64"
+                ) from None
+            stored.append(StoredAttachment(item.filename, item.content_type, size, sha256))
+        return tuple(stored)
+
+    @app.route("/api/v1/letters", methods=["POST"])
+    async def submit(self, request: IRequest) -> bytes:
+        _, agency, user = await self.caller_user(request)
+        key_header = request.getHeader(b"idempotency-key")
+        key = None
+        if key_header is not None:
+            key = key_header.decode("latin-1")
+            if not IDEMPOTENCY_KEY.fullmatch(key):
+                raise invalid_field(
+                    "Idempotency-Key", "Idempotency-Key must be 1-128 printable ASCII characters"
+                )
+        document = await self._letter_body(request)
+        try:
+            submission = parse_submission(
+                document,
+                local_node=self._node_id,
+                max_attachment_bytes=self._limits.max_attachment_bytes,
+            )
+            stored = (
+                await deferToThreadPool(
+                    self._reactor,
+                    self._reactor.getThreadPool(),
+                    self._store_attachments,
+                    submission,
+                )
+                if submission.attachments
+                else ()
+            )
+        except LetterInvalid as exc:
+            if exc.too_large:
+                raise ApiError(413, "too_large", exc.message, field=exc.field) from None
+            raise invalid_field(exc.field, exc.message) from None
+        now = self._clock.seconds()
+        new = NewLetter(
+            id=new_ulid(int(now * 1000)),
+            sender=f"{agency}@{self._node_id}",
+            user=user,
+            submission=submission,
+            attachments=stored,
+            created_at=now,
+            idempotency_key=key,
+        )
+        try:
+            registered = await self._db.run(letters.thd_register, new, node_id=self._node_id)
+        except UnknownRecipient as exc:
+            raise ApiError(422, "unknown_recipient", str(exc), field=exc.field) from None
+        except IdempotencyConflict:
+            raise ApiError(
+                409, "conflict", "this Idempotency-Key was used with another body"
+            ) from None
+        except NotAReply:
+            raise invalid_field(
+                "in_reply_to", "in_reply_to must name a letter your agency received"
+            ) from None
+        if not registered.replayed:
+            self._log.info(
+                "registered {number} ({letter_id}) from {sender} to {count}",
+                number=registered.number,
+                letter_id=registered.id,
+                sender=new.sender,
+                count=len(registered.recipients),
+            )
+            self._metrics.letters_registered.inc()
+            self._on_change()
+        return json_answer(
+            request,
+            201,
+            {
+                "id": registered.id,
+                "number": registered.number,
+                "status": "registered",
+                "created_at": rfc3339(registered.created_at),
+                "created_at_jalali": jalali_text(registered.created_at),
+                "recipients": [
+                    {"address": a, "kind": k, "status": s} for a, k, s in registered.recipients
+                ],
+            },
+        )
+
+    def _letter_id(self, letter_id: str) -> str:
+        if not is_ulid(letter_id):
+            raise not_found("no such letter")
+        return letter_id
+
+    @app.route("/api/v1/letters/<string:letter_id>", methods=["GET"])
+    async def show(self, request: IRequest, letter_id: str) -> bytes:
+        address = await self.caller_address(request)
+        view = await self._db.read(mailbox.thd_letter, self._letter_id(letter_id), address)
+        if view is None:
+            raise not_found("no such letter")
+        return json_answer(request, 200, letter_json(view))
+
+    @app.route("/api/v1/letters/<string:letter_id>/events", methods=["GET"])
+    async def trail(self, request: IRequest, letter_id: str) -> bytes:
+        address = await self.caller_address(request)
+        found = await self._db.read(mailbox.thd_visible_events, self._letter_id(letter_id), address)
+        if found is None:
+            raise not_found("no such letter")
+        return json_answer(request, 200, {"events": [event_json(e) for e in found]})
+
+    @app.route("/api/v1/letters/<string:letter_id>/attachments/<int:index>", methods=["GET"])
+    async def download(self, request: IRequest, letter_id: str, index: int) -> bytes:
+        address = await self.caller_address(request)
+        found = await self._db.read(
+            mailbox.thd_attachment, self._letter_id(letter_id), index, address
+        )
+        if found is None:
+            raise not_found("no such attachment")
+        path = self._blobs.path(found.sha256)
+        handle = path.open("rb")
+        try:
+            request.setHeader(b"Content-Type", found.content_type.encode("ascii"))
+            request.setHeader(b"Content-Length", str(found.size).encode("ascii"))
+            request.setHeader(
+                b"Content-Disposition", content_disposition(found.filename).encode("ascii")
+            )
+            await FileSender().beginFileTransfer(handle, request)
+        finally:
+            handle.close()
+        return b""
+
+    @app.route("/api/v1/letters/<string:letter_id>/read", methods=["POST"])
+    async def mark_read(self, request: IRequest, letter_id: str) -> bytes:
+        address = await self.caller_address(request)
+        entry = await self._db.run(
+            mailbox.thd_mark_read,
+            self._letter_id(letter_id),
+            address,
+            now=self._clock.seconds(),
+            node_id=self._node_id,
+        )
+        if entry is None:
+            raise not_found("no such letter")
+        self._on_change()
+        answer = recipient_json(entry, events=False)
+        answer["read_at"] = _time(entry.read_at)
+        return json_answer(request, 200, answer)
+
+    def _page(self, request: IRequest, kind: str) -> tuple[int | None, int]:
+        return (
+            decode_cursor(kind, query_text(request, "after")),
+            query_int(request, "limit", 50, 1, MAX_PAGE),
+        )
+
+    @app.route("/api/v1/inbox", methods=["GET"])
+    async def inbox(self, request: IRequest) -> bytes:
+        address = await self.caller_address(request)
+        before, limit = self._page(request, "i")
+        unread_text = query_text(request, "unread")
+        if unread_text not in (None, "", "true", "false"):
+            raise invalid_field("unread", "unread must be true or false")
+        items, more = await self._db.read(
+            mailbox.thd_inbox, address, before=before, limit=limit, unread=unread_text == "true"
+        )
+        return json_answer(
+            request,
+            200,
+            {
+                "letters": [summary_json(i) for i in items],
+                "next": encode_cursor("i", items[-1].cursor) if more else None,
+            },
+        )
+
+    @app.route("/api/v1/outbox", methods=["GET"])
+    async def outbox(self, request: IRequest) -> bytes:
+        address = await self.caller_address(request)
+        before, limit = self._page(request, "o")
+        items, more = await self._db.read(mailbox.thd_outbox, address, before=before, limit=limit)
+        return json_answer(
+            request,
+            200,
+            {
+                "letters": [summary_json(i) for i in items],
+                "next": encode_cursor("o", items[-1].cursor) if more else None,
+            },
+        )

@@ -1,0 +1,93 @@
+"""The delivery worker: moves queued recipients on (local inboxes today; peers with federation).
+
+Woken at once when letters are registered, and every `interval` seconds in
+any case (after a restart, for retries that fall due). Each run delivers in
+batches through the database writer until nothing due is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from govnode.directory.errors import DirectoryUnavailable
+from govnode.store import delivery
+from govnode.store.database import Database, DatabaseUnavailable
+
+BATCH = 500
+
+
+class DeliveryWorker(Service):
+    _log = Logger()
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        node_id: str,
+        clock: IReactorTime,
+        on_delivered: Callable[[list[delivery.Delivered]], None],
+        interval: float = 1.0,
+    ) -> None:
+        self.setName("delivery worker")
+        self._db = db
+        self._node_id = node_id
+        self._clock = clock
+        self._on_delivered = on_delivered
+        self._loop = task.LoopingCall(self.wake)
+        self._loop.clock = clock
+        self._interval = interval
+        self._running: defer.Deferred[None] | None = None
+        self._again = False
+        self._soon: IDelayedCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(self._interval, now=True)
+
+    def stopService(self) -> defer.Deferred[Any] | None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        if self._soon is not None and self._soon.active():
+            self._soon.cancel()
+        return self._running  # let a batch under way finish
+
+    def wake(self) -> None:
+        """Run now, or right after the run under way (coalesces many wake-ups)."""
+        if not self.running:
+            return
+        if self._running is not None:
+            self._again = True
+            return
+        self._running = defer.Deferred.fromCoroutine(self._run())
+        self._running.addBoth(self._finished)
+
+    def _finished(self, result: object) -> None:
+        self._running = None
+        if self._again and self.running:
+            self._again = False
+            self._soon = self._clock.callLater(0, self.wake)
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                done = await self._db.run(
+                    delivery.thd_deliver_local,
+                    node_id=self._node_id,
+                    now=self._clock.seconds(),
+                    limit=BATCH,
+                )
+                if done:
+                    self._on_delivered(done)
+                if len(done) < BATCH:
+                    return
+        except (DatabaseUnavailable, DirectoryUnavailable) as exc:
+            self._log.error("delivery paused: {error}", error=str(exc))
+        except Exception:  # noqa: BLE001 - the worker must outlive one bad batch
+            self._log.failure("delivery run failed")

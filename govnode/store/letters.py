@@ -1,0 +1,268 @@
+"""Registering letters: number, letter, attachments, recipients, events and audit in one go."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from govnode.domain.calendar import jalali_year, registration_number
+from govnode.domain.letters import Submission
+from govnode.domain.status import RecipientStatus
+from govnode.store import audit
+from govnode.store.schema import (
+    agencies,
+    attachments,
+    events,
+    letters,
+    number_sequences,
+    recipients,
+)
+
+
+class UnknownRecipient(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different body."""
+
+
+class NotAReply(Exception):
+    """`in_reply_to` names no letter that the sender received."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAttachment:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewLetter:
+    id: str
+    sender: str  # address
+    user: str
+    submission: Submission
+    attachments: tuple[StoredAttachment, ...]
+    created_at: float
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    id: str
+    number: str
+    created_at: float
+    recipients: tuple[tuple[str, str, str], ...]  # address, kind, status
+    replayed: bool  # an Idempotency-Key repeat: nothing new was stored
+
+
+def _insert_ignore(conn: Connection, table: object, values: dict[str, object]) -> None:
+    dialect = conn.dialect.name
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)  # type: ignore[arg-type]
+    conn.execute(statement.values(**values).on_conflict_do_nothing())
+
+
+def thd_next_number(conn: Connection, node_id: str, at: float) -> tuple[int, int, str]:
+    """(year, sequence, number): the next registration number, in the caller's transaction.
+
+    Gapless because it is taken in the same transaction as the letter: a
+    rollback gives the number back. The row lock of the UPDATE orders
+    concurrent registrations on PostgreSQL; SQLite has one writer.
+    """
+    year = jalali_year(at)
+    _insert_ignore(conn, number_sequences, {"year": year, "last": 0})
+    sequence = conn.execute(
+        update(number_sequences)
+        .where(number_sequences.c.year == year)
+        .values(last=number_sequences.c.last + 1)
+        .returning(number_sequences.c.last)
+    ).scalar_one()
+    return year, int(sequence), registration_number(node_id, year, int(sequence))
+
+
+def _replay(conn: Connection, sender: str, key: str, request_hash: str) -> Registered | None:
+    row = conn.execute(
+        select(letters.c.id, letters.c.number, letters.c.created_at, letters.c.request_hash).where(
+            letters.c.sender == sender, letters.c.idempotency_key == key
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
+        raise IdempotencyConflict(key)
+    listed = conn.execute(
+        select(recipients.c.address, recipients.c.kind, recipients.c.status)
+        .where(recipients.c.letter_id == row.id)
+        .order_by(recipients.c.id)
+    ).all()
+    return Registered(
+        row.id, row.number, row.created_at, tuple((a, k, s) for a, k, s in listed), replayed=True
+    )
+
+
+def _check_recipients(
+    conn: Connection, submission: Submission, node_id: str, routable: Callable[[str], bool]
+) -> None:
+    local = [r for r in submission.recipients if r.address.node == node_id]
+    known = set(
+        conn.scalars(
+            select(agencies.c.code).where(agencies.c.code.in_([r.address.code for r in local]))
+        )
+    )
+    for recipient in submission.recipients:
+        if recipient.address.node == node_id:
+            if recipient.address.code not in known:
+                raise UnknownRecipient(
+                    recipient.field, f"no agency {recipient.address} in this node's directory"
+                )
+        elif not routable(recipient.address.node):
+            raise UnknownRecipient(recipient.field, f"no route to node {recipient.address.node!r}")
+
+
+def _answer(conn: Connection, new: NewLetter, node_id: str) -> None:
+    """Mark the letter replied to as `answered` for the replying agency."""
+    code, _, node = new.sender.partition("@")
+    entry = conn.execute(
+        select(recipients.c.id, recipients.c.status, recipients.c.address).where(
+            recipients.c.letter_id == new.submission.in_reply_to,
+            recipients.c.code == code,
+            recipients.c.node == node,
+            recipients.c.inbox_seq.is_not(None),
+        )
+    ).first()
+    if entry is None:
+        raise NotAReply(str(new.submission.in_reply_to))
+    if entry.status == RecipientStatus.ANSWERED:
+        return
+    conn.execute(
+        update(recipients)
+        .where(recipients.c.id == entry.id)
+        .values(status=RecipientStatus.ANSWERED)
+    )
+    conn.execute(
+        insert(events).values(
+            letter_id=new.submission.in_reply_to,
+            address=entry.address,
+            status=RecipientStatus.ANSWERED,
+            node=node_id,
+            detail=f"reply {new.id}",
+            at=new.created_at,
+        )
+    )
+    audit.thd_append(
+        conn,
+        "letter.answered",
+        actor=new.sender,
+        subject=str(new.submission.in_reply_to),
+        at=new.created_at,
+        detail={"reply": new.id},
+    )
+
+
+def thd_register(
+    conn: Connection,
+    new: NewLetter,
+    *,
+    node_id: str,
+    routable: Callable[[str], bool] = lambda _node: False,
+) -> Registered:
+    """Store a new letter and queue one delivery per recipient (all or nothing)."""
+    submission = new.submission
+    if new.idempotency_key is not None:
+        earlier = _replay(conn, new.sender, new.idempotency_key, submission.request_hash)
+        if earlier is not None:
+            return earlier
+    _check_recipients(conn, submission, node_id, routable)
+    year, sequence, number = thd_next_number(conn, node_id, new.created_at)
+    conn.execute(
+        insert(letters).values(
+            id=new.id,
+            number=number,
+            year=year,
+            sequence=sequence,
+            sender=new.sender,
+            user=new.user,
+            subject=submission.subject,
+            body=submission.body,
+            priority=submission.priority,
+            classification=submission.classification,
+            in_reply_to=submission.in_reply_to,
+            created_at=new.created_at,
+            idempotency_key=new.idempotency_key,
+            request_hash=submission.request_hash if new.idempotency_key else None,
+        )
+    )
+    if new.attachments:
+        conn.execute(
+            insert(attachments),
+            [
+                {
+                    "letter_id": new.id,
+                    "position": index,
+                    "filename": a.filename,
+                    "content_type": a.content_type,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                }
+                for index, a in enumerate(new.attachments)
+            ],
+        )
+    listed = [(str(r.address), r.kind, RecipientStatus.QUEUED.value) for r in submission.recipients]
+    conn.execute(
+        insert(recipients),
+        [
+            {
+                "letter_id": new.id,
+                "address": str(r.address),
+                "code": r.address.code,
+                "node": r.address.node,
+                "kind": r.kind,
+                "status": RecipientStatus.QUEUED,
+                "next_attempt_at": new.created_at,
+                "attempts": 0,
+            }
+            for r in submission.recipients
+        ],
+    )
+    conn.execute(
+        insert(events),
+        [
+            {
+                "letter_id": new.id,
+                "address": str(r.address),
+                "status": RecipientStatus.QUEUED,
+                "node": node_id,
+                "detail": f"registered as {number}",
+                "at": new.created_at,
+            }
+            for r in submission.recipients
+        ],
+    )
+    audit.thd_append(
+        conn,
+        "letter.registered",
+        actor=new.sender,
+        subject=new.id,
+        at=new.created_at,
+        detail={
+            "number": number,
+            "user": new.user,
+            "recipients": [address for address, _, _ in listed],
+            "attachments": [a.sha256 for a in new.attachments],
+        },
+    )
+    if submission.in_reply_to is not None:
+        _answer(conn, new, node_id)
+    return Registered(new.id, number, new.created_at, tuple(listed), replayed=False)
+
+
+def thd_referenced_blobs(conn: Connection) -> Sequence[str]:
+    return list(conn.scalars(select(attachments.c.sha256).distinct()))

@@ -1,0 +1,335 @@
+"""Reading letters: one letter, its trail, inbox and outbox pages, marking read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from govnode.domain.status import PROGRESS, RecipientStatus, letter_status
+from govnode.store import audit
+from govnode.store.schema import attachments, events, letters, recipients
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    at: float
+    address: str
+    status: str
+    node: str
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientView:
+    address: str
+    kind: str
+    status: str
+    reason: str | None
+    delivered_at: float | None
+    read_at: float | None
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentView:
+    position: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class LetterView:
+    id: str
+    number: str
+    sender: str
+    user: str
+    subject: str
+    body: str
+    priority: str
+    classification: str
+    in_reply_to: str | None
+    created_at: float
+    status: str
+    recipients: list[RecipientView]
+    attachments: list[AttachmentView]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    id: str
+    number: str
+    sender: str
+    subject: str
+    priority: str
+    classification: str
+    created_at: float
+    delivered_at: float | None
+    read_at: float | None
+    cursor: int
+
+
+def _visible(conn: Connection, letter_id: str, viewer: str) -> Any:
+    """The letter's row if `viewer` (an address) sent it or has it in its inbox."""
+    row = conn.execute(select(letters).where(letters.c.id == letter_id)).first()
+    if row is None:
+        return None
+    if row.sender == viewer:
+        return row
+    received = conn.scalar(
+        select(recipients.c.id).where(
+            recipients.c.letter_id == letter_id,
+            recipients.c.address == viewer,
+            recipients.c.inbox_seq.is_not(None),
+        )
+    )
+    return row if received is not None else None
+
+
+def thd_events(conn: Connection, letter_id: str) -> list[Event]:
+    rows = conn.execute(
+        select(
+            events.c.id,
+            events.c.at,
+            events.c.address,
+            events.c.status,
+            events.c.node,
+            events.c.detail,
+        )
+        .where(events.c.letter_id == letter_id)
+        .order_by(events.c.id)
+    )
+    return [Event(*row) for row in rows]
+
+
+def thd_letter(conn: Connection, letter_id: str, viewer: str) -> LetterView | None:
+    row = _visible(conn, letter_id, viewer)
+    if row is None:
+        return None
+    trail = thd_events(conn, letter_id)
+    listed = [
+        RecipientView(
+            r.address,
+            r.kind,
+            r.status,
+            r.reason,
+            r.delivered_at,
+            r.read_at,
+            [e for e in trail if e.address == r.address],
+        )
+        for r in conn.execute(
+            select(recipients).where(recipients.c.letter_id == letter_id).order_by(recipients.c.id)
+        )
+    ]
+    files = [
+        AttachmentView(a.position, a.filename, a.content_type, a.size, a.sha256)
+        for a in conn.execute(
+            select(attachments)
+            .where(attachments.c.letter_id == letter_id)
+            .order_by(attachments.c.position)
+        )
+    ]
+    return LetterView(
+        id=row.id,
+        number=row.number,
+        sender=row.sender,
+        user=row.user,
+        subject=row.subject,
+        body=row.body,
+        priority=row.priority,
+        classification=row.classification,
+        in_reply_to=row.in_reply_to,
+        created_at=row.created_at,
+        status=letter_status([RecipientStatus(r.status) for r in listed]),
+        recipients=listed,
+        attachments=files,
+    )
+
+
+def thd_visible_events(conn: Connection, letter_id: str, viewer: str) -> list[Event] | None:
+    if _visible(conn, letter_id, viewer) is None:
+        return None
+    return thd_events(conn, letter_id)
+
+
+def thd_attachment(
+    conn: Connection, letter_id: str, position: int, viewer: str
+) -> AttachmentView | None:
+    if _visible(conn, letter_id, viewer) is None:
+        return None
+    row = conn.execute(
+        select(attachments).where(
+            attachments.c.letter_id == letter_id, attachments.c.position == position
+        )
+    ).first()
+    if row is None:
+        return None
+    return AttachmentView(row.position, row.filename, row.content_type, row.size, row.sha256)
+
+
+def thd_inbox(
+    conn: Connection, address: str, *, before: int | None, limit: int, unread: bool
+) -> tuple[list[Summary], bool]:
+    """Newest arrivals first; `before` is the cursor of the last letter already seen.
+
+    The order is the arrival order (`inbox_seq`, strictly increasing), so new
+    letters only ever appear before the first page: paging onwards never
+    skips or repeats one.
+    """
+    query = (
+        select(
+            letters.c.id,
+            letters.c.number,
+            letters.c.sender,
+            letters.c.subject,
+            letters.c.priority,
+            letters.c.classification,
+            letters.c.created_at,
+            recipients.c.delivered_at,
+            recipients.c.read_at,
+            recipients.c.inbox_seq,
+        )
+        .join(letters, letters.c.id == recipients.c.letter_id)
+        .where(recipients.c.address == address, recipients.c.inbox_seq.is_not(None))
+        .order_by(recipients.c.inbox_seq.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(recipients.c.inbox_seq < before)
+    if unread:
+        query = query.where(recipients.c.read_at.is_(None))
+    rows = conn.execute(query).all()
+    summaries = [
+        Summary(
+            r.id,
+            r.number,
+            r.sender,
+            r.subject,
+            r.priority,
+            r.classification,
+            r.created_at,
+            r.delivered_at,
+            r.read_at,
+            r.inbox_seq,
+        )
+        for r in rows[:limit]
+    ]
+    return summaries, len(rows) > limit
+
+
+def thd_outbox(
+    conn: Connection, address: str, *, before: int | None, limit: int
+) -> tuple[list[Summary], bool]:
+    """Letters `address` sent, newest first, by registration order."""
+    query = (
+        select(
+            letters.c.id,
+            letters.c.number,
+            letters.c.sender,
+            letters.c.subject,
+            letters.c.priority,
+            letters.c.classification,
+            letters.c.created_at,
+            letters.c.serial,
+        )
+        .where(letters.c.sender == address)
+        .order_by(letters.c.serial.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(letters.c.serial < before)
+    rows = conn.execute(query).all()
+    summaries = [
+        Summary(
+            r.id,
+            r.number,
+            r.sender,
+            r.subject,
+            r.priority,
+            r.classification,
+            r.created_at,
+            None,
+            None,
+            r.serial,
+        )
+        for r in rows[:limit]
+    ]
+    return summaries, len(rows) > limit
+
+
+def thd_mark_read(
+    conn: Connection, letter_id: str, address: str, *, now: float, node_id: str
+) -> RecipientView | None:
+    """Mark read for `address` (idempotent); None when it never received the letter."""
+    row = conn.execute(
+        select(recipients).where(
+            recipients.c.letter_id == letter_id,
+            recipients.c.address == address,
+            recipients.c.inbox_seq.is_not(None),
+        )
+    ).first()
+    if row is None:
+        return None
+    status = RecipientStatus(row.status)
+    read_at = row.read_at
+    if PROGRESS.get(status, 0) < PROGRESS[RecipientStatus.READ]:
+        read_at = now
+        status = RecipientStatus.READ
+        conn.execute(
+            update(recipients).where(recipients.c.id == row.id).values(status=status, read_at=now)
+        )
+        conn.execute(
+            insert(events).values(
+                letter_id=letter_id,
+                address=address,
+                status=status,
+                node=node_id,
+                detail="read",
+                at=now,
+            )
+        )
+        audit.thd_append(conn, "letter.read", actor=address, subject=letter_id, at=now)
+    return RecipientView(row.address, row.kind, str(status), row.reason, row.delivered_at, read_at)
+
+
+def thd_stream(
+    conn: Connection, address: str, *, after: int, limit: int = 200
+) -> list[tuple[Event, str]]:
+    """Events for an agency's event stream after event id `after`: ("letter"|"status", ...).
+
+    `letter`: a letter was delivered to it; `status`: a letter it sent changed.
+    """
+    rows = conn.execute(
+        select(
+            events.c.id,
+            events.c.at,
+            events.c.address,
+            events.c.status,
+            events.c.node,
+            events.c.detail,
+            events.c.letter_id,
+            letters.c.sender,
+        )
+        .join(letters, letters.c.id == events.c.letter_id)
+        .where(events.c.id > after)
+        .where(
+            (letters.c.sender == address)
+            | ((events.c.address == address) & (events.c.status == "delivered"))
+        )
+        .order_by(events.c.id)
+        .limit(limit)
+    ).all()
+    found = []
+    for row in rows:
+        kind = "status" if row.sender == address else "letter"
+        found.append(
+            (
+                Event(row.id, row.at, row.address, row.status, row.node, row.detail),
+                f"{kind}:{row.letter_id}",
+            )
+        )
+    return found
