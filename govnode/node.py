@@ -24,19 +24,21 @@ from govnode.api.metrics import Metrics
 from govnode.config.model import Config, Endpoint
 from govnode.directory.errors import DirectoryUnavailable
 from govnode.directory.ldap import LdapDirectory
+from govnode.pki import signing
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.ca import certificate_not_after
 from govnode.pki.errors import PkiError
 from govnode.pki.tls import ServerTLS
 from govnode.relay.worker import DeliveryWorker
+from govnode.store import audit, letters, tokens
 from govnode.store import directory as directory_store
-from govnode.store import letters, tokens
 from govnode.store.blobs import BlobStore
 from govnode.store.database import Database, DatabaseUnavailable
 from govnode.store.delivery import Delivered
 
 T = TypeVar("T")
 SITE_TIMEOUT = 60  # seconds a connection may sit idle
+CHECKPOINT_INTERVAL = 60  # seconds between signed audit checkpoints
 PURGE_INTERVAL = 3600  # seconds between removals of expired tokens and old login failures
 
 
@@ -192,6 +194,10 @@ class Node(MultiService):
             "certificate reload", config.tls.reload_interval, self._reload_certificates, self.clock
         ).setServiceParent(self)
         _Periodic("purge", PURGE_INTERVAL, self._purge, self.clock).setServiceParent(self)
+        self._sign = signing.signer(self.authority.signing_key())
+        _Periodic(
+            "audit checkpoint", CHECKPOINT_INTERVAL, self._checkpoint, self.clock
+        ).setServiceParent(self)
         self.worker.setServiceParent(self)
         # Say "govnode", not which Twisted release answers.
         server.version = b"govnode"
@@ -250,6 +256,10 @@ class Node(MultiService):
             "directory synced: {kept} agencies, {removed} removed", kept=kept, removed=removed
         )
         return kept
+
+    async def _checkpoint(self) -> None:
+        """Sign the audit chain's head, so a cut-off tail is detected too."""
+        await self.db.run(audit.thd_checkpoint, self._sign, at=self.clock.seconds())
 
     async def _purge(self) -> None:
         """Forget expired tokens, old failed logins and attachment files no letter holds."""

@@ -17,7 +17,7 @@ from govnode.api.metrics import Metrics
 from govnode.config.model import LimitsSection
 from govnode.directory.errors import DirectoryUnavailable, InvalidCredentials
 from govnode.directory.ldap import MAX_USERNAME, LdapDirectory
-from govnode.store import certificates, directory, tokens
+from govnode.store import audit, certificates, directory, tokens
 from govnode.store.database import Database
 from govnode.store.records import TokenRecord
 
@@ -99,6 +99,7 @@ class Authenticator:
             identity = await self._directory.authenticate(username, password, within=within)
         except InvalidCredentials as exc:
             self._refuse("failure", "{reason}", username, client, reason=str(exc))
+            await self._db.run(_thd_login_failed, username, str(exc), client, at=now)
             raise ApiError(401, "invalid_credentials", "wrong username or password") from None
         except DirectoryUnavailable as exc:
             await self._db.run(tokens.thd_forget_attempt, attempt)  # not the user's failure
@@ -190,6 +191,27 @@ def _thd_logged_in(conn: Connection, key: str, /, **token: Any) -> None:
     """A success clears the username's failures and stores the token, atomically."""
     tokens.thd_clear_failures(conn, key)
     tokens.thd_create(conn, **token)
+    audit.thd_append(
+        conn,
+        "login.success",
+        actor=f"{token['user']}@{token['agency']}",
+        subject=token["agency"],
+        at=token["now"],
+        detail={"certificate": token["client_fingerprint"]},
+    )
+
+
+def _thd_login_failed(
+    conn: Connection, username: str, reason: str, client: Client, *, at: float
+) -> None:
+    audit.thd_append(
+        conn,
+        "login.failure",
+        actor=username[:160],
+        subject=client.agency or "-",
+        at=at,
+        detail={"reason": reason, "certificate": client.fingerprint},
+    )
 
 
 def _thd_session(

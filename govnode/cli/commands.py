@@ -21,11 +21,11 @@ from govnode.config.template import InitValues, render_config
 from govnode.directory.errors import DirectoryUnavailable
 from govnode.directory.ldap import LdapDirectory
 from govnode.domain.agency import AgencyStatus, is_agency_code, is_node_id
-from govnode.pki import ca
+from govnode.pki import ca, signing
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.errors import PkiError
 from govnode.pki.files import read_pem, write_atomic, write_private
-from govnode.store import certificates, directory
+from govnode.store import audit, certificates, directory
 from govnode.store.database import Database, DatabaseUnavailable
 from govnode.store.migrate import (
     SchemaOutOfDate,
@@ -237,7 +237,9 @@ def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> 
     db = Database(config.database.url)
     try:
         upgrade(db.engine)
-        NodeAuthority(config.tls, config.node.id, db).publish_crl(now=moment)
+        authority = NodeAuthority(config.tls, config.node.id, db)
+        authority.publish_crl(now=moment)
+        authority.signing_key()
     finally:
         db.stop()
 
@@ -473,3 +475,18 @@ def serve(args: argparse.Namespace) -> int:
     config = _load(args.home)
     _database(config)  # refuses an old schema before anything listens
     return run_node(config)
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    """Check the hash chain and the signed checkpoints; name the first broken record."""
+    config = _load(args.home, read_secrets=False)
+    db = _database(config)
+    key = NodeAuthority(config.tls, config.node.id, db).signing_key()
+    verdict = db.read_sync(audit.thd_verify, signing.verifier(signing.public_pem(key)))
+    if verdict.ok:
+        print(
+            f"audit log intact: {verdict.records} records, {verdict.checkpoints} signed checkpoints"
+        )
+        return 0
+    print(f"audit log BROKEN at record {verdict.broken_at}: {verdict.problem}")
+    return EXIT_PROBLEM

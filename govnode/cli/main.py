@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate config, reach LDAP and the database, report expiring certificates"
     ).set_defaults(run=commands.check)
     sub.add_parser("serve", help="run the node in the foreground").set_defaults(run=commands.serve)
+    audit = sub.add_parser("audit", help="the hash-chained audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit_sub.add_parser("verify", help="check the chain and its signed checkpoints").set_defaults(
+        run=commands.audit_verify
+    )
+
     db = sub.add_parser("db", help="the database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(run=commands.db_upgrade)

@@ -153,6 +153,7 @@ def _tls(s: _Section) -> TlsSection:
         server_cert=s.path_of("server_cert", "pki/server.pem"),
         server_key=s.path_of("server_key", "pki/server.key"),
         crl=s.path_of("crl", "pki/crl.pem"),
+        signing_key=s.path_of("signing_key", "pki/signing.key"),
         require_client_cert=s.boolean("require_client_cert", True),
         server_names=s.strings("server_names", ("localhost", "127.0.0.1")),
         agency_cert_days=s.integer("agency_cert_days", 730, minimum=1, maximum=3650),

@@ -36,6 +36,7 @@ class TlsSection:
     server_cert: Path
     server_key: Path
     crl: Path
+    signing_key: Path
     require_client_cert: bool
     server_names: tuple[str, ...]
     agency_cert_days: int

@@ -54,6 +54,8 @@ server_cert = "pki/server.pem"
 server_key = "pki/server.key"
 # Revoked certificates; checked in every handshake, re-read within reload_interval.
 crl = "pki/crl.pem"
+# The node's signing key: audit checkpoints (and, with federation, envelopes).
+signing_key = "pki/signing.key"
 # Refuse connections without a valid, unrevoked client certificate of this CA.
 require_client_cert = true
 # DNS names and IP addresses the server certificate names (`govnode cert renew server`).

@@ -15,13 +15,33 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection
 
 from govnode.config.model import TlsSection
-from govnode.pki import ca
-from govnode.pki.files import read_pem, write_atomic
-from govnode.store import certificates, tokens
+from govnode.pki import ca, signing
+from govnode.pki.files import read_pem, write_atomic, write_private
+from govnode.store import audit, certificates, tokens
 from govnode.store.database import Database
 
 CRL_VALID_DAYS = 30
 CRL_REFRESH_BEFORE = timedelta(days=7)
+
+
+def _record_enrollment(conn: Connection, issued: ca.Issued, code: str, *, now: float) -> None:
+    certificates.thd_record_issued(
+        conn,
+        serial=issued.serial,
+        agency=code,
+        fingerprint_sha256=issued.fingerprint_sha256,
+        not_before=_timestamp(issued.not_before),
+        not_after=_timestamp(issued.not_after),
+        now=now,
+    )
+    audit.thd_append(
+        conn,
+        "agency.enrolled",
+        actor="operator",
+        subject=code,
+        at=now,
+        detail={"serial": format(issued.serial, "x"), "sha256": issued.fingerprint_sha256},
+    )
 
 
 def _revoke_agency(conn: Connection, code: str, *, now: float, reason: str) -> list[str]:
@@ -29,6 +49,14 @@ def _revoke_agency(conn: Connection, code: str, *, now: float, reason: str) -> l
     serials = certificates.thd_revoke_agency(conn, code, now=now, reason=reason)
     if serials:
         tokens.thd_revoke_agency(conn, code)
+        audit.thd_append(
+            conn,
+            "agency.revoked",
+            actor="operator",
+            subject=code,
+            at=now,
+            detail={"serials": serials, "reason": reason},
+        )
     return serials
 
 
@@ -64,15 +92,7 @@ class NodeAuthority:
             now=now,
             valid_days=self.tls.agency_cert_days if valid_days is None else valid_days,
         )
-        self.db.run_sync(
-            certificates.thd_record_issued,
-            serial=issued.serial,
-            agency=code,
-            fingerprint_sha256=issued.fingerprint_sha256,
-            not_before=_timestamp(issued.not_before),
-            not_after=_timestamp(issued.not_after),
-            now=_timestamp(now),
-        )
+        self.db.run_sync(_record_enrollment, issued, code, now=_timestamp(now))
         return issued
 
     def revoke(self, code: str, *, now: datetime, reason: str) -> list[str]:
@@ -81,6 +101,17 @@ class NodeAuthority:
         if serials:
             self.publish_crl(now=now)
         return serials
+
+    def signing_key(self) -> bytes:
+        """The node's signing key, made on first use (homes made before it existed)."""
+        path = self.tls.signing_key
+        if not path.exists():
+            lock_path = path.with_name(f".{path.name}.lock")
+            with lock_path.open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not path.exists():
+                    write_private(path, signing.create_signing_key())
+        return read_pem(path, "the node signing key")
 
     def publish_crl(self, *, now: datetime) -> None:
         """Write a CRL of every revoked certificate.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from govnode.domain.audit import GENESIS, AuditRecord, record_hash
+from govnode.domain.audit import GENESIS, AuditRecord, first_broken, record_hash
 from govnode.store.schema import audit, audit_checkpoints, audit_head
 
 Signer = Callable[[bytes], str]
@@ -104,3 +105,50 @@ def thd_checkpoints(conn: Connection) -> list[tuple[int, str, str]]:
         ).order_by(audit_checkpoints.c.id)
     )
     return [(int(a), str(h), str(s)) for a, h, s in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    records: int
+    checkpoints: int
+    problem: str | None = None
+    broken_at: int | None = None
+
+
+def thd_verify(conn: Connection, verify: Verifier) -> Verdict:
+    """Walk the chain and the checkpoints; the first problem found is reported.
+
+    A checkpoint must carry a valid signature and match the record it names;
+    a checkpoint naming a record beyond the end shows a cut-off tail.
+    """
+    checkpoints = thd_checkpoints(conn)
+    wanted = {audit_id for audit_id, _, _ in checkpoints}
+    digests: dict[int, str] = {}
+    count = 0
+
+    def walk() -> Iterator[AuditRecord]:
+        nonlocal count
+        for record in thd_records(conn):
+            count += 1
+            if record.id in wanted:
+                digests[record.id] = record.hash
+            yield record
+
+    broken = first_broken(walk())
+    if broken is not None:
+        return Verdict(False, count, len(checkpoints), broken[1], broken[0])
+    for audit_id, digest, signature in checkpoints:
+        if not verify(checkpoint_message(audit_id, digest), signature):
+            problem = f"the checkpoint of record {audit_id} has a bad signature"
+        elif audit_id not in digests:
+            problem = (
+                f"record {audit_id} was signed in a checkpoint but is gone "
+                "(the end of the log was cut off)"
+            )
+        elif digests[audit_id] != digest:
+            problem = f"record {audit_id} differs from what its checkpoint signed"
+        else:
+            continue
+        return Verdict(False, count, len(checkpoints), problem, audit_id)
+    return Verdict(True, count, len(checkpoints))
