@@ -20,6 +20,7 @@ from twisted.web.server import Site
 from govnode.api.admin import AdminApi
 from govnode.api.agency import AgencyApi
 from govnode.api.auth import Authenticator
+from govnode.api.hub import EventHub
 from govnode.api.metrics import Metrics
 from govnode.config.model import Config, Endpoint
 from govnode.directory.errors import DirectoryUnavailable
@@ -167,6 +168,7 @@ class Node(MultiService):
             metrics=self.metrics,
         )
         self.blobs = BlobStore(config.node.data_dir / "attachments")
+        self.hub = EventHub()
         self.worker = DeliveryWorker(
             self.db, node_id=config.node.id, clock=self.clock, on_delivered=self._delivered
         )
@@ -180,6 +182,7 @@ class Node(MultiService):
             blobs=self.blobs,
             reactor=reactor,
             on_change=self.worker.wake,
+            hub=self.hub,
         )
         admin_api = AdminApi(
             checks={"database": self._check_database, "ldap": self.directory.ping},
@@ -275,6 +278,7 @@ class Node(MultiService):
     def _delivered(self, done: list[Delivered]) -> None:
         for item in done:
             self.metrics.letters_delivered.labels(result=item.status).inc()
+        self.hub.notify([item.address for item in done] + [item.sender for item in done])
 
     async def _reload_certificates(self) -> None:
         """Pick up a new CRL or certificate (revocations take effect in seconds)."""

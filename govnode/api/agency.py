@@ -15,7 +15,7 @@ from govnode.api.base import (
     read_json_object,
 )
 from govnode.api.errors import invalid_field, not_found
-from govnode.api.letters import LetterRoutes
+from govnode.api.events import EventRoutes
 from govnode.api.openapi import openapi_document
 from govnode.domain.address import Address, InvalidAddress
 from govnode.domain.calendar import rfc3339
@@ -24,7 +24,7 @@ from govnode.store import directory
 from govnode.store.records import DirectoryQuery
 
 
-class AgencyApi(LetterRoutes):
+class AgencyApi(EventRoutes):
     """All routes of `/api/v1`. One instance per node."""
 
     @app.route("/api/v1/openapi.json", methods=["GET"])

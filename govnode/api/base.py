@@ -29,6 +29,7 @@ from govnode.api.errors import (
     unauthenticated,
     unavailable,
 )
+from govnode.api.hub import EventHub
 from govnode.api.metrics import Metrics
 from govnode.config.model import LimitsSection
 from govnode.directory.errors import DirectoryUnavailable
@@ -139,6 +140,7 @@ class ApiBase:
         limits: LimitsSection,
         blobs: BlobStore,
         reactor: Any,
+        hub: EventHub,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._node_id = node_id
@@ -149,7 +151,8 @@ class ApiBase:
         self._limits = limits
         self._blobs = blobs
         self._reactor = reactor
-        self._on_change = on_change  # letters registered or read: wake worker and streams
+        self._on_change = on_change  # letters registered: wake the delivery worker
+        self._hub = hub
 
     # -- plumbing ------------------------------------------------------------
 

@@ -223,6 +223,7 @@ class LetterRoutes(ApiBase):
             )
             self._metrics.letters_registered.inc()
             self._on_change()
+            self._hub.notify([new.sender])
         return json_answer(
             request,
             201,
@@ -292,7 +293,7 @@ class LetterRoutes(ApiBase):
         )
         if entry is None:
             raise not_found("no such letter")
-        self._on_change()
+        self._hub.notify_all()  # the sender's stream shows `read`
         answer = recipient_json(entry, events=False)
         answer["read_at"] = _time(entry.read_at)
         return json_answer(request, 200, answer)

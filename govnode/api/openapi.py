@@ -344,6 +344,27 @@ _PATHS: dict[str, Any] = {
             "responses": {"200": _ok("A page", "Page"), **_errors(400, 401, 403, 503)},
         }
     },
+    "/api/v1/events": {
+        "get": {
+            "summary": "Server-sent events: `letter` (delivered to the caller), `status` "
+            "(a letter it sent changed); resume with Last-Event-ID",
+            "parameters": [
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "An endless text/event-stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **_errors(400, 401, 403, 503),
+            },
+        }
+    },
     "/api/v1/outbox": {
         "get": {
             "summary": "Letters the caller's agency sent, newest first",

@@ -296,13 +296,23 @@ def thd_mark_read(
     return RecipientView(row.address, row.kind, str(status), row.reason, row.delivered_at, read_at)
 
 
-def thd_stream(
-    conn: Connection, address: str, *, after: int, limit: int = 200
-) -> list[tuple[Event, str]]:
-    """Events for an agency's event stream after event id `after`: ("letter"|"status", ...).
+@dataclass(frozen=True, slots=True)
+class StreamItem:
+    """One event of an agency's event stream: `letter` (delivered to it) or `status`."""
 
-    `letter`: a letter was delivered to it; `status`: a letter it sent changed.
-    """
+    kind: str
+    event: Event
+    letter_id: str
+    number: str
+    sender: str
+    subject: str
+    priority: str
+    classification: str
+    created_at: float
+
+
+def thd_stream(conn: Connection, address: str, *, after: int, limit: int = 200) -> list[StreamItem]:
+    """Events for `address`'s stream with ids above `after`, oldest first."""
     rows = conn.execute(
         select(
             events.c.id,
@@ -312,7 +322,12 @@ def thd_stream(
             events.c.node,
             events.c.detail,
             events.c.letter_id,
+            letters.c.number,
             letters.c.sender,
+            letters.c.subject,
+            letters.c.priority,
+            letters.c.classification,
+            letters.c.created_at,
         )
         .join(letters, letters.c.id == events.c.letter_id)
         .where(events.c.id > after)
@@ -323,13 +338,21 @@ def thd_stream(
         .order_by(events.c.id)
         .limit(limit)
     ).all()
-    found = []
-    for row in rows:
-        kind = "status" if row.sender == address else "letter"
-        found.append(
-            (
-                Event(row.id, row.at, row.address, row.status, row.node, row.detail),
-                f"{kind}:{row.letter_id}",
-            )
+    return [
+        StreamItem(
+            "status" if row.sender == address else "letter",
+            Event(row.id, row.at, row.address, row.status, row.node, row.detail),
+            row.letter_id,
+            row.number,
+            row.sender,
+            row.subject,
+            row.priority,
+            row.classification,
+            row.created_at,
         )
-    return found
+        for row in rows
+    ]
+
+
+def thd_last_event_id(conn: Connection) -> int:
+    return int(conn.scalar(select(events.c.id).order_by(events.c.id.desc()).limit(1)) or 0)
