@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from govnode.cli import commands
+from govnode.cli import client, commands
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.pki.errors import PkiError
 from govnode.store.database import DatabaseUnavailable
@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub.add_parser("verify", help="check the chain and its signed checkpoints").set_defaults(
         run=commands.audit_verify
     )
+
+    client.add_parser(sub)
 
     db = sub.add_parser("db", help="the database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
