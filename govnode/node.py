@@ -21,6 +21,7 @@ from govnode.api.admin import AdminApi
 from govnode.api.agency import AgencyApi
 from govnode.api.auth import Authenticator
 from govnode.api.hub import EventHub
+from govnode.api.limits import limited_request
 from govnode.api.metrics import Metrics
 from govnode.config.model import Config, Endpoint
 from govnode.directory.errors import DirectoryUnavailable
@@ -204,7 +205,11 @@ class Node(MultiService):
         self.worker.setServiceParent(self)
         # Say "govnode", not which Twisted release answers.
         server.version = b"govnode"
-        agency_site = Site(agency_api.app.resource(), timeout=SITE_TIMEOUT)
+        agency_site = Site(
+            agency_api.app.resource(),
+            timeout=SITE_TIMEOUT,
+            requestFactory=limited_request(config.limits.max_body_bytes),
+        )
         agency_site.displayTracebacks = False
         admin_site = Site(admin_api.app.resource(), timeout=SITE_TIMEOUT)
         admin_site.displayTracebacks = False
