@@ -97,6 +97,14 @@ class _Periodic(Service):
         return self._done
 
 
+class _QuietSite(Site):
+    """No access-log line per request: at thousands of letters a second it costs
+    more than it tells; the audit log and metrics record what matters."""
+
+    def log(self, request: Any) -> None:
+        pass
+
+
 class _Listener(Service):
     """Listens on an endpoint while running; `port` is known once started."""
 
@@ -167,6 +175,7 @@ class Node(MultiService):
             clock=self.clock,
             limits=config.limits,
             metrics=self.metrics,
+            session_ttl=config.tls.reload_interval,
         )
         self.blobs = BlobStore(config.node.data_dir / "attachments")
         self.hub = EventHub()
@@ -205,13 +214,13 @@ class Node(MultiService):
         self.worker.setServiceParent(self)
         # Say "govnode", not which Twisted release answers.
         server.version = b"govnode"
-        agency_site = Site(
+        agency_site = _QuietSite(
             agency_api.app.resource(),
             timeout=SITE_TIMEOUT,
             requestFactory=limited_request(config.limits.max_body_bytes),
         )
         agency_site.displayTracebacks = False
-        admin_site = Site(admin_api.app.resource(), timeout=SITE_TIMEOUT)
+        admin_site = _QuietSite(admin_api.app.resource(), timeout=SITE_TIMEOUT)
         admin_site.displayTracebacks = False
         self.api_listener = _Listener(
             "agency api",
@@ -287,16 +296,23 @@ class Node(MultiService):
 
     async def _reload_certificates(self) -> None:
         """Pick up a new CRL or certificate (revocations take effect in seconds)."""
-        for level, message in await self._in_thread(self.reload_files):
-            self._log.emit(level, message)
+        self._tell(await self._in_thread(self.reload_files))
 
-    def reload_files(self, *, force: bool = False) -> list[tuple[LogLevel, str]]:
+    def _tell(self, outcome: tuple[bool, list[tuple[LogLevel, str]]]) -> None:
+        changed, said = outcome
+        for level, message in said:
+            self._log.emit(level, message)
+        if changed:
+            self.authenticator.forget_sessions()  # a revocation must count at once
+
+    def reload_files(self, *, force: bool = False) -> tuple[bool, list[tuple[LogLevel, str]]]:
         """The file work of a reload, on a thread: returns what to log.
 
         Also re-publishes the CRL before it expires: an expired CRL would make
         OpenSSL refuse every agency. `force` (SIGHUP) reloads even unchanged files.
         """
         said: list[tuple[LogLevel, str]] = []
+        changed = False
         now = self.now()
         try:
             if self.authority.crl_due(now=now):
@@ -307,8 +323,10 @@ class Node(MultiService):
         try:
             if force:
                 self.tls.reload()
+                changed = True
                 said.append((LogLevel.info, "TLS certificates and CRL reloaded (SIGHUP)"))
             elif self.tls.reload_if_changed():
+                changed = True
                 said.append((LogLevel.info, "TLS certificates and CRL reloaded"))
         except PkiError as exc:
             said.append((LogLevel.error, f"keeping the old TLS settings: {exc}"))
@@ -323,12 +341,11 @@ class Node(MultiService):
             self.metrics.certificate_expiry.labels(certificate=name).set(
                 (not_after - now).total_seconds()
             )
-        return said
+        return changed, said
 
     async def reload_now(self) -> None:
         """SIGHUP: reload certificates, CA and CRL whether or not they changed."""
-        for level, message in await self._in_thread(lambda: self.reload_files(force=True)):
-            self._log.emit(level, message)
+        self._tell(await self._in_thread(lambda: self.reload_files(force=True)))
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
         result: T = await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), work)

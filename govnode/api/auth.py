@@ -22,6 +22,7 @@ from govnode.store.database import Database
 from govnode.store.records import TokenRecord
 
 TOKEN_BYTES = 32  # 256 random bits
+SESSION_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +64,18 @@ class Authenticator:
         clock: IReactorTime,
         limits: LimitsSection,
         metrics: Metrics,
+        session_ttl: float = 2.0,
     ) -> None:
         self._db = db
         self._directory = directory
         self._clock = clock
         self._limits = limits
         self._metrics = metrics
+        # (token hash, certificate) -> (token, certificate usable, checked at). Saves a
+        # database read per request; a revocation is seen within `session_ttl` seconds
+        # (the CRL reload interval), and at once when the node reloads the CRL.
+        self._sessions: dict[tuple[str, str | None], tuple[TokenRecord | None, bool, float]] = {}
+        self._session_ttl = session_ttl
 
     async def login(self, username: str, password: str, client: Client) -> Session:
         """Check the credentials against LDAP and issue a token, or raise an ApiError."""
@@ -167,9 +174,18 @@ class Authenticator:
         The certificate is checked again on every request: a connection opened
         before its certificate was revoked must not keep working.
         """
-        record, usable = await self._db.read(
-            _thd_session, token_hash(token), client, now=self._clock.seconds()
-        )
+        hashed = token_hash(token)
+        now = self._clock.seconds()
+        cached = self._sessions.get((hashed, client.fingerprint))
+        if cached is not None and now - cached[2] < self._session_ttl:
+            record, usable = cached[0], cached[1]
+        else:
+            record, usable = await self._db.read(_thd_session, hashed, client, now=now)
+            if len(self._sessions) >= SESSION_CACHE_SIZE:
+                self._sessions.clear()
+            self._sessions[(hashed, client.fingerprint)] = (record, usable, now)
+        if record is not None and record.expires_at <= now:
+            record = None
         if not usable:
             raise ApiError(403, "forbidden", "this client certificate is revoked or unknown")
         if record is None:
@@ -184,7 +200,14 @@ class Authenticator:
         return record
 
     async def logout(self, token: str) -> None:
-        await self._db.run(tokens.thd_revoke, token_hash(token))
+        hashed = token_hash(token)
+        await self._db.run(tokens.thd_revoke, hashed)
+        for key in [key for key in self._sessions if key[0] == hashed]:
+            del self._sessions[key]
+
+    def forget_sessions(self) -> None:
+        """Drop every cached session check (the CRL changed: look again)."""
+        self._sessions.clear()
 
 
 def _thd_logged_in(conn: Connection, key: str, /, **token: Any) -> None:

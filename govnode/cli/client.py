@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from govnode.cli.agency_client import AgencyClient, Response
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.pki.files import write_private
-from govnode.cli.agency_client import AgencyClient, Response
 
 DEFAULT_PROFILE = Path("~/.config/govnode/client.json")
 
