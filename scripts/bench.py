@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import platform
 import random
-import statistics
 import sqlite3
 import sys
 import time
@@ -32,7 +31,7 @@ from govnode.testing.process import NodeProcess
 from govnode.testing.pytest_plugin import DEMO_USERS
 from govnode.testing.slapd import Slapd
 
-BODY = ("گزارش " * 400)[:2048 - 200]  # with subject and JSON: about 2 KB on the wire
+BODY = ("گزارش " * 400)[: 2048 - 200]  # with subject and JSON: about 2 KB on the wire
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -54,8 +53,15 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _worker(url: str, clients: list[tuple[str, str, str, str, str]], codes: list[str],
-            stop_at: float, interval: float | None, queue: Any, seed: int) -> None:
+def _worker(
+    url: str,
+    clients: list[tuple[str, str, str, str, str]],
+    codes: list[str],
+    stop_at: float,
+    interval: float | None,
+    queue: Any,
+    seed: int,
+) -> None:
     """One load-generator process: a thread per client, each on its own connection."""
     import threading
 
@@ -76,8 +82,11 @@ def _worker(url: str, clients: list[tuple[str, str, str, str, str]], codes: list
                     time.sleep(delay)
             to = rng.choice([c for c in codes if c != code])
             started = time.monotonic()
-            response = client.request("POST", "/api/v1/letters", json_body={
-                "to": [to], "subject": f"بخشنامه {rng.randrange(10**6)}", "body": BODY})
+            response = client.request(
+                "POST",
+                "/api/v1/letters",
+                json_body={"to": [to], "subject": f"بخشنامه {rng.randrange(10**6)}", "body": BODY},
+            )
             local.append((time.time(), time.monotonic() - started, response.status))
         client.close()
         with lock:
@@ -91,15 +100,22 @@ def _worker(url: str, clients: list[tuple[str, str, str, str, str]], codes: list
     queue.put((results, _cpu_seconds(os.getpid())))
 
 
-def _drive(url: str, specs: list[tuple[str, str, str, str, str]], processes: int,
-           seconds: float, rate: float | None) -> tuple[list[tuple[float, float, int]], float]:
+def _drive(
+    url: str,
+    specs: list[tuple[str, str, str, str, str]],
+    processes: int,
+    seconds: float,
+    rate: float | None,
+) -> tuple[list[tuple[float, float, int]], float]:
     codes = [spec[0] for spec in specs]
     stop_at = time.monotonic() + seconds
     queue: Any = multiprocessing.Queue()
     interval = None if rate is None else len(specs) / rate
     workers = [
-        multiprocessing.Process(target=_worker, args=(
-            url, specs[index::processes], codes, stop_at, interval, queue, index))
+        multiprocessing.Process(
+            target=_worker,
+            args=(url, specs[index::processes], codes, stop_at, interval, queue, index),
+        )
         for index in range(processes)
     ]
     for worker in workers:
@@ -120,7 +136,8 @@ def _inbox_latency(database: Path, since: float) -> list[float]:
         rows = db.execute(
             "SELECT r.delivered_at - l.created_at FROM recipients r JOIN letters l "
             "ON l.id = r.letter_id WHERE l.created_at >= ? AND r.delivered_at IS NOT NULL",
-            (since,)).fetchall()
+            (since,),
+        ).fetchall()
     return [row[0] for row in rows]
 
 
@@ -149,8 +166,11 @@ def _chart(path: Path, phases: dict[str, list[tuple[float, float, int]]]) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--clients", type=int, default=50, help="keep-alive clients")
     parser.add_argument("--processes", type=int, default=4, help="load-generator processes")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
@@ -198,15 +218,23 @@ def main(argv: list[str] | None = None) -> int:
         latencies = [latency for _, latency, status in accepted]
         paced_ok = [r for r in paced if r[2] == 201]
         figures = {
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "platform": platform.platform(), "processor": platform.processor()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+            },
             "throughput": {
-                "clients": len(specs), "load_processes": args.processes,
+                "clients": len(specs),
+                "load_processes": args.processes,
                 "seconds": round(elapsed, 1),
-                "letters_accepted": len(accepted), "errors": len(flat) - len(accepted),
+                "letters_accepted": len(accepted),
+                "errors": len(flat) - len(accepted),
                 "letters_per_second": round(len(accepted) / elapsed, 1),
-                "submit_ms": {f"p{int(q * 100)}": round(_percentile(latencies, q) * 1000, 2)
-                              for q in (0.5, 0.95, 0.99)},
+                "submit_ms": {
+                    f"p{int(q * 100)}": round(_percentile(latencies, q) * 1000, 2)
+                    for q in (0.5, 0.95, 0.99)
+                },
                 "server_cpu_seconds_per_1000": round(cpu_flat / len(accepted) * 1000, 3),
                 "load_generator_cpu_seconds": round(load_cpu, 1),
                 "server_cpu_seconds": round(cpu_flat, 1),
@@ -216,10 +244,13 @@ def main(argv: list[str] | None = None) -> int:
                 "target_per_second": args.rate,
                 "letters_accepted": len(paced_ok),
                 "achieved_per_second": round(len(paced_ok) / args.seconds, 1),
-                "submit_ms": {f"p{int(q * 100)}": round(
-                    _percentile([r[1] for r in paced_ok], q) * 1000, 2) for q in (0.5, 0.99)},
-                "submit_to_inbox_ms": {f"p{int(q * 100)}": round(
-                    _percentile(inbox, q) * 1000, 2) for q in (0.5, 0.99)},
+                "submit_ms": {
+                    f"p{int(q * 100)}": round(_percentile([r[1] for r in paced_ok], q) * 1000, 2)
+                    for q in (0.5, 0.99)
+                },
+                "submit_to_inbox_ms": {
+                    f"p{int(q * 100)}": round(_percentile(inbox, q) * 1000, 2) for q in (0.5, 0.99)
+                },
             },
             "server_peak_rss_mb": round(_peak_rss_mb(node.pid), 1),
         }

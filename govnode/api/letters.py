@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -54,11 +55,23 @@ def decode_cursor(kind: str, text: str | None) -> int | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
-        if raw.startswith(kind) and raw[1:].isdigit():
+        # A position is a database row id: it fits in 63 bits (SQLite cannot compare more).
+        if raw.startswith(kind) and raw[1:].isdigit() and int(raw[1:]) < 2**63:
             return int(raw[1:])
     except (ValueError, UnicodeDecodeError):
         pass
     raise invalid_field("after", "after must be a cursor from a previous answer")
+
+
+def _body_size(request: IRequest) -> int:
+    content = request.content
+    if content is None:
+        return 0
+    position = content.tell()
+    content.seek(0, os.SEEK_END)
+    size = content.tell()
+    content.seek(position)
+    return int(size)
 
 
 def summary_json(item: mailbox.Summary) -> dict[str, Any]:
@@ -134,17 +147,42 @@ def content_disposition(filename: str) -> str:
 class LetterRoutes(ApiBase):
     """The letter endpoints; `AgencyApi` adds login and the directory."""
 
-    async def _letter_body(self, request: IRequest) -> dict[str, Any]:
-        limit = self._limits.max_body_bytes
-        length = request.getHeader(b"content-length")
-        if length is None or not length.isdigit() or int(length) <= PARSE_IN_THREAD:
-            return read_json_object(request, limit)
-        # A large body (attachments) is parsed on a thread: JSON of tens of MB
-        # would hold up every other client for a noticeable time.
-        document: dict[str, Any] = await deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), read_json_object, request, limit
+    def _parse(self, document: dict[str, Any]) -> Submission:
+        return parse_submission(
+            document,
+            local_node=self._node_id,
+            max_attachment_bytes=self._limits.max_attachment_bytes,
         )
-        return document
+
+    def _read_parse_store(
+        self, request: IRequest
+    ) -> tuple[Submission, tuple[StoredAttachment, ...]]:
+        """On a thread: the whole submission of a large body."""
+        submission = self._parse(read_json_object(request, self._limits.max_body_bytes))
+        return submission, self._store_attachments(submission)
+
+    async def _submission(
+        self, request: IRequest
+    ) -> tuple[Submission, tuple[StoredAttachment, ...]]:
+        """The checked submission and its stored attachments (LetterInvalid otherwise).
+
+        A large body is parsed, checked and hashed on a thread: JSON of tens of
+        MB would hold up every other client for a noticeable time. The size is
+        the body received (it is whole by now), so chunked bodies count too.
+        """
+        pool = self._reactor.getThreadPool()
+        if _body_size(request) > PARSE_IN_THREAD:
+            large: tuple[Submission, tuple[StoredAttachment, ...]] = await deferToThreadPool(
+                self._reactor, pool, self._read_parse_store, request
+            )
+            return large
+        submission = self._parse(read_json_object(request, self._limits.max_body_bytes))
+        if not submission.attachments:
+            return submission, ()
+        stored: tuple[StoredAttachment, ...] = await deferToThreadPool(
+            self._reactor, pool, self._store_attachments, submission
+        )
+        return submission, stored
 
     def _store_attachments(self, submission: Submission) -> tuple[StoredAttachment, ...]:
         """On a thread: decode, hash and sync every attachment before the letter commits."""
@@ -170,23 +208,8 @@ class LetterRoutes(ApiBase):
                 raise invalid_field(
                     "Idempotency-Key", "Idempotency-Key must be 1-128 printable ASCII characters"
                 )
-        document = await self._letter_body(request)
         try:
-            submission = parse_submission(
-                document,
-                local_node=self._node_id,
-                max_attachment_bytes=self._limits.max_attachment_bytes,
-            )
-            stored = (
-                await deferToThreadPool(
-                    self._reactor,
-                    self._reactor.getThreadPool(),
-                    self._store_attachments,
-                    submission,
-                )
-                if submission.attachments
-                else ()
-            )
+            submission, stored = await self._submission(request)
         except LetterInvalid as exc:
             if exc.too_large:
                 raise ApiError(413, "too_large", exc.message, field=exc.field) from None

@@ -19,6 +19,9 @@ MAX_BODY = 1_000_000
 MAX_ATTACHMENTS = 20
 MAX_FILENAME = 255
 IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,128}$")  # 1-128 printable ASCII
+# JSON can spell what no UTF-8 text (and no database) holds: lone surrogates
+# (`"\ud800"`) and NUL, which PostgreSQL refuses in text columns.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _CONTENT_TYPE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
 )
@@ -103,6 +106,8 @@ def _text(document: Mapping[str, Any], field: str, *, required: bool, low: int, 
         raise LetterInvalid(field, f"{field} is longer than {high} characters")
     if len(value.strip()) < low:
         raise LetterInvalid(field, f"{field} must not be empty")
+    if _UNSTORABLE.search(value):
+        raise LetterInvalid(field, f"{field} holds a NUL character or a lone surrogate")
     return value
 
 
@@ -136,6 +141,16 @@ def _recipients(document: Mapping[str, Any], local_node: str) -> tuple[Recipient
     return tuple(found.values())
 
 
+# ZWNJ, ZWJ, LRM, RLM: not "printable" to Python, yet part of ordinary Persian
+# file names (گزارش‌ها.pdf). Bidi embeddings and overrides (U+202A-U+202E,
+# U+2066-U+2069) stay refused: they disguise a file's extension.
+_JOINERS_AND_MARKS = frozenset("\u200c\u200d\u200e\u200f")
+
+
+def _printable_name(filename: str) -> bool:
+    return all(c.isprintable() or c in _JOINERS_AND_MARKS for c in filename)
+
+
 def _attachments(document: Mapping[str, Any], max_bytes: int) -> tuple[AttachmentInput, ...]:
     items = document.get("attachments", [])
     if not isinstance(items, list):
@@ -153,7 +168,7 @@ def _attachments(document: Mapping[str, Any], max_bytes: int) -> tuple[Attachmen
             or not filename.strip()
             or len(filename) > MAX_FILENAME
             or any(c in filename for c in "/\\\x00")
-            or not filename.isprintable()
+            or not _printable_name(filename)
         ):
             raise LetterInvalid(
                 f"{field}.filename",

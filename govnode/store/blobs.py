@@ -56,12 +56,17 @@ class BlobStore:
                 os.fsync(out.fileno())
             sha256 = digest.hexdigest()
             final = self.path(sha256)
-            if final.exists():
-                os.unlink(temporary)  # the same content is already stored
-            else:
+            try:
+                # The same content may be stored already, perhaps as an old orphan
+                # that nothing references until our letter commits: make it young,
+                # or the purge could remove it in between.
+                os.utime(final)
+            except FileNotFoundError:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(temporary, final)
                 _fsync_directory(final.parent)
+            else:
+                os.unlink(temporary)
             return sha256, size
         except BaseException:
             if os.path.exists(temporary):

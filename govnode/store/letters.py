@@ -99,12 +99,15 @@ def _replay(conn: Connection, sender: str, key: str, request_hash: str) -> Regis
     if row.request_hash != request_hash:
         raise IdempotencyConflict(key)
     listed = conn.execute(
-        select(recipients.c.address, recipients.c.kind, recipients.c.status)
+        select(recipients.c.address, recipients.c.kind)
         .where(recipients.c.letter_id == row.id)
         .order_by(recipients.c.id)
     ).all()
+    # The first answer again (API.md): every recipient was queued then, whatever
+    # happened since; tracking is what GET /letters/{id} is for.
+    queued = RecipientStatus.QUEUED.value
     return Registered(
-        row.id, row.number, row.created_at, tuple((a, k, s) for a, k, s in listed), replayed=True
+        row.id, row.number, row.created_at, tuple((a, k, queued) for a, k in listed), replayed=True
     )
 
 
@@ -131,7 +134,9 @@ def _answer(conn: Connection, new: NewLetter, node_id: str) -> None:
     """Mark the letter replied to as `answered` for the replying agency."""
     code, _, node = new.sender.partition("@")
     entry = conn.execute(
-        select(recipients.c.id, recipients.c.status, recipients.c.address).where(
+        select(
+            recipients.c.id, recipients.c.status, recipients.c.address, recipients.c.read_at
+        ).where(
             recipients.c.letter_id == new.submission.in_reply_to,
             recipients.c.code == code,
             recipients.c.node == node,
@@ -142,10 +147,33 @@ def _answer(conn: Connection, new: NewLetter, node_id: str) -> None:
         raise NotAReply(str(new.submission.in_reply_to))
     if entry.status == RecipientStatus.ANSWERED:
         return
+    if entry.read_at is None:
+        # A reply is proof of reading: record it, so the letter leaves the unread
+        # list and the trail goes delivered → read → answered like any other.
+        conn.execute(
+            insert(events).values(
+                letter_id=new.submission.in_reply_to,
+                address=entry.address,
+                status=RecipientStatus.READ,
+                node=node_id,
+                detail="read (answered)",
+                at=new.created_at,
+            )
+        )
+        audit.thd_append(
+            conn,
+            "letter.read",
+            actor=entry.address,
+            subject=str(new.submission.in_reply_to),
+            at=new.created_at,
+        )
     conn.execute(
         update(recipients)
         .where(recipients.c.id == entry.id)
-        .values(status=RecipientStatus.ANSWERED)
+        .values(
+            status=RecipientStatus.ANSWERED,
+            read_at=new.created_at if entry.read_at is None else entry.read_at,
+        )
     )
     conn.execute(
         insert(events).values(
