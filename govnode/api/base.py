@@ -37,6 +37,7 @@ from govnode.pki.identity import agency_code_from_certificate
 from govnode.pki.tls import peer_certificate
 from govnode.store.blobs import BlobStore
 from govnode.store.database import Database, DatabaseUnavailable
+from govnode.store.letters import Registrar
 from govnode.store.records import AgencyRecord
 
 MAX_JSON_BYTES = 64 * 1024  # for the small JSON bodies of this part of the API
@@ -153,18 +154,30 @@ class ApiBase:
         self._reactor = reactor
         self._on_change = on_change  # letters registered: wake the delivery worker
         self._hub = hub
+        self._registrar = Registrar(db, node_id=node_id)
 
     # -- plumbing ------------------------------------------------------------
 
     def client(self, request: IRequest) -> Client:
+        """Who the TLS layer says the caller is; worked out once per connection."""
         assert isinstance(request, Request)
+        channel = request.channel
+        known: Client | None = getattr(channel, "_govnode_client", None)
+        if known is not None:
+            return known
         certificate = peer_certificate(request.transport)
         if certificate is None:
-            return Client(agency=None, fingerprint=None)
-        code = agency_code_from_certificate(certificate, self._node_id)
-        if code is None:
-            raise ApiError(403, "forbidden", "the client certificate names no agency of this node")
-        return Client(agency=code, fingerprint=certificate.fingerprint(hashes.SHA256()).hex())
+            client = Client(agency=None, fingerprint=None)
+        else:
+            code = agency_code_from_certificate(certificate, self._node_id)
+            if code is None:
+                raise ApiError(
+                    403, "forbidden", "the client certificate names no agency of this node"
+                )
+            fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
+            client = Client(agency=code, fingerprint=fingerprint)
+        channel._govnode_client = client  # type: ignore[attr-defined]
+        return client
 
     async def caller(self, request: IRequest) -> tuple[Client, str]:
         """The authenticated agency of a request (401/403 otherwise)."""

@@ -29,7 +29,7 @@ from govnode.domain.letters import (
     Submission,
     parse_submission,
 )
-from govnode.store import letters, mailbox
+from govnode.store import mailbox
 from govnode.store.blobs import BadBase64
 from govnode.store.letters import (
     IdempotencyConflict,
@@ -225,7 +225,7 @@ class LetterRoutes(ApiBase):
             idempotency_key=key,
         )
         try:
-            registered = await self._db.run(letters.thd_register, new, node_id=self._node_id)
+            registered = await self._registrar.register(new)
         except UnknownRecipient as exc:
             raise ApiError(422, "unknown_recipient", str(exc), field=exc.field) from None
         except IdempotencyConflict:
@@ -237,7 +237,7 @@ class LetterRoutes(ApiBase):
                 "in_reply_to", "in_reply_to must name a letter your agency received"
             ) from None
         if not registered.replayed:
-            self._log.info(
+            self._log.debug(
                 "registered {number} ({letter_id}) from {sender} to {count}",
                 number=registered.number,
                 letter_id=registered.id,

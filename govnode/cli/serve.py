@@ -8,7 +8,14 @@ from types import FrameType
 from typing import Any
 
 from twisted.internet import defer
-from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 
 from govnode.config import Config
 
@@ -21,7 +28,11 @@ def serve(config: Config) -> int:
     from govnode.node import Node
 
     reactor: Any = default_reactor
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    # Info and above: per-letter details are debug (the audit log holds every letter).
+    observer = FilteringLogObserver(
+        textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.info)]
+    )
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     node = Node(config, reactor=reactor)
     outcome = {"code": 0}
 

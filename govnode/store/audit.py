@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,63 @@ Signer = Callable[[bytes], str]
 Verifier = Callable[[bytes, str], bool]
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One record to append; `thd_append_many` chains and numbers it."""
+
+    kind: str
+    actor: str
+    subject: str
+    at: float
+    detail: dict[str, Any] | None = None
+
+
+def thd_append_many(conn: Connection, entries: Sequence[Entry]) -> list[int]:
+    """Append records in the caller's transaction, in order; returns their ids.
+
+    The head row is updated first: on PostgreSQL that row lock orders
+    concurrent appends, on SQLite the single writer does.
+    """
+    if not entries:
+        return []
+    head = conn.execute(
+        update(audit_head)
+        .where(audit_head.c.one == 1)
+        .values(last_id=audit_head.c.last_id + len(entries))
+        .returning(audit_head.c.last_id, audit_head.c.last_hash)
+    ).first()
+    if head is None:
+        conn.execute(insert(audit_head).values(one=1, last_id=len(entries), last_hash=GENESIS))
+        last_id, prev_hash = len(entries), GENESIS
+    else:
+        last_id, prev_hash = int(head[0]), str(head[1])
+    rows: list[dict[str, object]] = []
+    for offset, entry in enumerate(entries):
+        record_id = last_id - len(entries) + 1 + offset
+        text = json.dumps(
+            entry.detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        )
+        digest = record_hash(
+            prev_hash, record_id, entry.at, entry.kind, entry.actor, entry.subject, text
+        )
+        rows.append(
+            {
+                "id": record_id,
+                "at": entry.at,
+                "kind": entry.kind,
+                "actor": entry.actor,
+                "subject": entry.subject,
+                "detail": text,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        prev_hash = digest
+    conn.execute(insert(audit), rows)
+    conn.execute(update(audit_head).where(audit_head.c.one == 1).values(last_hash=prev_hash))
+    return list(range(last_id - len(entries) + 1, last_id + 1))
+
+
 def thd_append(
     conn: Connection,
     kind: str,
@@ -25,38 +82,8 @@ def thd_append(
     at: float,
     detail: dict[str, Any] | None = None,
 ) -> int:
-    """Append one record in the caller's transaction; returns its id.
-
-    The head row is updated first: on PostgreSQL that row lock orders
-    concurrent appends, on SQLite the single writer does.
-    """
-    head = conn.execute(
-        update(audit_head)
-        .where(audit_head.c.one == 1)
-        .values(last_id=audit_head.c.last_id + 1)
-        .returning(audit_head.c.last_id, audit_head.c.last_hash)
-    ).first()
-    if head is None:
-        conn.execute(insert(audit_head).values(one=1, last_id=1, last_hash=GENESIS))
-        record_id, prev_hash = 1, GENESIS
-    else:
-        record_id, prev_hash = head
-    text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    digest = record_hash(prev_hash, record_id, at, kind, actor, subject, text)
-    conn.execute(
-        insert(audit).values(
-            id=record_id,
-            at=at,
-            kind=kind,
-            actor=actor,
-            subject=subject,
-            detail=text,
-            prev_hash=prev_hash,
-            hash=digest,
-        )
-    )
-    conn.execute(update(audit_head).where(audit_head.c.one == 1).values(last_hash=digest))
-    return int(record_id)
+    """Append one record in the caller's transaction; returns its id."""
+    return thd_append_many(conn, [Entry(kind, actor, subject, at, detail)])[0]
 
 
 def thd_records(conn: Connection, *, batch: int = 5000) -> Iterator[AuditRecord]:

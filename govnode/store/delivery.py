@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from govnode.domain.status import RecipientStatus
 from govnode.store import audit
@@ -51,47 +52,71 @@ def thd_deliver_local(
     present = set(
         conn.scalars(select(agencies.c.code).where(agencies.c.code.in_({row.code for row in due})))
     )
-    done = []
+    outcomes: list[tuple[Any, RecipientStatus, str, str | None]] = []
     for row in due:
         if row.code in present:
-            status, detail, reason = RecipientStatus.DELIVERED, "in the inbox", None
+            outcomes.append((row, RecipientStatus.DELIVERED, "in the inbox", None))
         else:
-            status = RecipientStatus.FAILED
-            reason = detail = f"agency {row.code} is no longer in the directory"
-        event_id = conn.execute(
-            insert(events)
-            .values(
-                letter_id=row.letter_id,
-                address=row.address,
-                status=status,
-                node=node_id,
-                detail=detail,
-                at=now,
-            )
-            .returning(events.c.id)
-        ).scalar_one()
+            reason = f"agency {row.code} is no longer in the directory"
+            outcomes.append((row, RecipientStatus.FAILED, reason, reason))
+    # One INSERT for all events (their ids are the inbox order), one UPDATE
+    # statement run for all recipients, one audit append for all.
+    event_ids = (
         conn.execute(
-            update(recipients)
-            .where(recipients.c.id == row.id)
-            .values(
-                status=status,
-                reason=reason,
-                next_attempt_at=None,
-                delivered_at=now if reason is None else None,
-                inbox_seq=event_id if reason is None else None,
+            insert(events).returning(events.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "letter_id": row.letter_id,
+                    "address": row.address,
+                    "status": status.value,
+                    "node": node_id,
+                    "detail": detail,
+                    "at": now,
+                }
+                for row, status, detail, _ in outcomes
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    conn.execute(
+        update(recipients)
+        .where(recipients.c.id == bindparam("recipient_id"))
+        .values(
+            status=bindparam("new_status"),
+            reason=bindparam("new_reason"),
+            next_attempt_at=None,
+            delivered_at=bindparam("new_delivered_at"),
+            inbox_seq=bindparam("new_inbox_seq"),
+        ),
+        [
+            {
+                "recipient_id": row.id,
+                "new_status": status.value,
+                "new_reason": reason,
+                "new_delivered_at": now if reason is None else None,
+                "new_inbox_seq": event_id if reason is None else None,
+            }
+            for (row, status, _, reason), event_id in zip(outcomes, event_ids, strict=True)
+        ],
+    )
+    audit.thd_append_many(
+        conn,
+        [
+            audit.Entry(
+                f"letter.{status}",
+                node_id,
+                row.letter_id,
+                now,
+                {"recipient": row.address, **({"reason": reason} if reason else {})},
             )
-        )
-        audit.thd_append(
-            conn,
-            f"letter.{status}",
-            actor=node_id,
-            subject=row.letter_id,
-            at=now,
-            detail={"recipient": row.address, **({"reason": reason} if reason else {})},
-        )
-        done.append(
-            Delivered(row.letter_id, row.address, row.code, row.sender, int(event_id), str(status))
-        )
+            for row, status, _, reason in outcomes
+        ],
+    )
+    done = [
+        Delivered(row.letter_id, row.address, row.code, row.sender, int(event_id), str(status))
+        for (row, status, _, _), event_id in zip(outcomes, event_ids, strict=True)
+    ]
     return done
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from govnode.domain.calendar import jalali_year, registration_number
 from govnode.domain.letters import Submission
 from govnode.domain.status import RecipientStatus
 from govnode.store import audit
+from govnode.store.database import Database
 from govnode.store.schema import (
     agencies,
     attachments,
@@ -70,6 +73,19 @@ def _insert_ignore(conn: Connection, table: object, values: dict[str, object]) -
     conn.execute(statement.values(**values).on_conflict_do_nothing())
 
 
+def _take_numbers(conn: Connection, year: int, count: int) -> int:
+    """Reserve `count` sequence numbers of `year`; returns the last one."""
+    _insert_ignore(conn, number_sequences, {"year": year, "last": 0})
+    return int(
+        conn.execute(
+            update(number_sequences)
+            .where(number_sequences.c.year == year)
+            .values(last=number_sequences.c.last + count)
+            .returning(number_sequences.c.last)
+        ).scalar_one()
+    )
+
+
 def thd_next_number(conn: Connection, node_id: str, at: float) -> tuple[int, int, str]:
     """(year, sequence, number): the next registration number, in the caller's transaction.
 
@@ -78,14 +94,8 @@ def thd_next_number(conn: Connection, node_id: str, at: float) -> tuple[int, int
     concurrent registrations on PostgreSQL; SQLite has one writer.
     """
     year = jalali_year(at)
-    _insert_ignore(conn, number_sequences, {"year": year, "last": 0})
-    sequence = conn.execute(
-        update(number_sequences)
-        .where(number_sequences.c.year == year)
-        .values(last=number_sequences.c.last + 1)
-        .returning(number_sequences.c.last)
-    ).scalar_one()
-    return year, int(sequence), registration_number(node_id, year, int(sequence))
+    sequence = _take_numbers(conn, year, 1)
+    return year, sequence, registration_number(node_id, year, sequence)
 
 
 def _replay(conn: Connection, sender: str, key: str, request_hash: str) -> Registered | None:
@@ -112,14 +122,20 @@ def _replay(conn: Connection, sender: str, key: str, request_hash: str) -> Regis
 
 
 def _check_recipients(
-    conn: Connection, submission: Submission, node_id: str, routable: Callable[[str], bool]
+    conn: Connection,
+    submission: Submission,
+    node_id: str,
+    routable: Callable[[str], bool],
+    *,
+    known: set[str] | None = None,
 ) -> None:
-    local = [r for r in submission.recipients if r.address.node == node_id]
-    known = set(
-        conn.scalars(
-            select(agencies.c.code).where(agencies.c.code.in_([r.address.code for r in local]))
-        )
-    )
+    """Raise `UnknownRecipient` for the first address nobody can deliver to.
+
+    `known`: the local codes already looked up (a batch looks them up at once).
+    """
+    if known is None:
+        local = [r.address.code for r in submission.recipients if r.address.node == node_id]
+        known = set(conn.scalars(select(agencies.c.code).where(agencies.c.code.in_(local))))
     for recipient in submission.recipients:
         if recipient.address.node == node_id:
             if recipient.address.code not in known:
@@ -195,6 +211,104 @@ def _answer(conn: Connection, new: NewLetter, node_id: str) -> None:
     )
 
 
+@dataclass
+class _Rows:
+    """The rows of a batch of new letters, inserted with one statement per table."""
+
+    letters: list[dict[str, object]] = field(default_factory=list)
+    attachments: list[dict[str, object]] = field(default_factory=list)
+    recipients: list[dict[str, object]] = field(default_factory=list)
+    events: list[dict[str, object]] = field(default_factory=list)
+    audit: list[audit.Entry] = field(default_factory=list)
+
+    def add(self, new: NewLetter, node_id: str, year: int, sequence: int, number: str) -> None:
+        submission = new.submission
+        self.letters.append(
+            {
+                "id": new.id,
+                "number": number,
+                "year": year,
+                "sequence": sequence,
+                "sender": new.sender,
+                "user": new.user,
+                "subject": submission.subject,
+                "body": submission.body,
+                "priority": str(submission.priority),
+                "classification": str(submission.classification),
+                "in_reply_to": submission.in_reply_to,
+                "created_at": new.created_at,
+                "idempotency_key": new.idempotency_key,
+                "request_hash": submission.request_hash if new.idempotency_key else None,
+            }
+        )
+        self.attachments.extend(
+            {
+                "letter_id": new.id,
+                "position": index,
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            }
+            for index, a in enumerate(new.attachments)
+        )
+        for r in submission.recipients:
+            self.recipients.append(
+                {
+                    "letter_id": new.id,
+                    "address": str(r.address),
+                    "code": r.address.code,
+                    "node": r.address.node,
+                    "kind": r.kind,
+                    "status": RecipientStatus.QUEUED.value,
+                    "next_attempt_at": new.created_at,
+                    "attempts": 0,
+                }
+            )
+            self.events.append(
+                {
+                    "letter_id": new.id,
+                    "address": str(r.address),
+                    "status": RecipientStatus.QUEUED.value,
+                    "node": node_id,
+                    "detail": f"registered as {number}",
+                    "at": new.created_at,
+                }
+            )
+        self.audit.append(
+            audit.Entry(
+                "letter.registered",
+                new.sender,
+                new.id,
+                new.created_at,
+                {
+                    "number": number,
+                    "user": new.user,
+                    "recipients": [str(r.address) for r in submission.recipients],
+                    "attachments": [a.sha256 for a in new.attachments],
+                },
+            )
+        )
+
+    def insert(self, conn: Connection) -> None:
+        for table, rows in (
+            (letters, self.letters),
+            (attachments, self.attachments),
+            (recipients, self.recipients),
+            (events, self.events),
+        ):
+            if rows:
+                conn.execute(insert(table), rows)
+        audit.thd_append_many(conn, self.audit)
+
+
+def _registered(new: NewLetter, number: str) -> Registered:
+    listed = tuple(
+        (str(r.address), r.kind, RecipientStatus.QUEUED.value) for r in new.submission.recipients
+    )
+    return Registered(new.id, number, new.created_at, listed, replayed=False)
+
+
 def thd_register(
     conn: Connection,
     new: NewLetter,
@@ -210,86 +324,121 @@ def thd_register(
             return earlier
     _check_recipients(conn, submission, node_id, routable)
     year, sequence, number = thd_next_number(conn, node_id, new.created_at)
-    conn.execute(
-        insert(letters).values(
-            id=new.id,
-            number=number,
-            year=year,
-            sequence=sequence,
-            sender=new.sender,
-            user=new.user,
-            subject=submission.subject,
-            body=submission.body,
-            priority=submission.priority,
-            classification=submission.classification,
-            in_reply_to=submission.in_reply_to,
-            created_at=new.created_at,
-            idempotency_key=new.idempotency_key,
-            request_hash=submission.request_hash if new.idempotency_key else None,
-        )
-    )
-    if new.attachments:
-        conn.execute(
-            insert(attachments),
-            [
-                {
-                    "letter_id": new.id,
-                    "position": index,
-                    "filename": a.filename,
-                    "content_type": a.content_type,
-                    "size": a.size,
-                    "sha256": a.sha256,
-                }
-                for index, a in enumerate(new.attachments)
-            ],
-        )
-    listed = [(str(r.address), r.kind, RecipientStatus.QUEUED.value) for r in submission.recipients]
-    conn.execute(
-        insert(recipients),
-        [
-            {
-                "letter_id": new.id,
-                "address": str(r.address),
-                "code": r.address.code,
-                "node": r.address.node,
-                "kind": r.kind,
-                "status": RecipientStatus.QUEUED,
-                "next_attempt_at": new.created_at,
-                "attempts": 0,
-            }
-            for r in submission.recipients
-        ],
-    )
-    conn.execute(
-        insert(events),
-        [
-            {
-                "letter_id": new.id,
-                "address": str(r.address),
-                "status": RecipientStatus.QUEUED,
-                "node": node_id,
-                "detail": f"registered as {number}",
-                "at": new.created_at,
-            }
-            for r in submission.recipients
-        ],
-    )
-    audit.thd_append(
-        conn,
-        "letter.registered",
-        actor=new.sender,
-        subject=new.id,
-        at=new.created_at,
-        detail={
-            "number": number,
-            "user": new.user,
-            "recipients": [address for address, _, _ in listed],
-            "attachments": [a.sha256 for a in new.attachments],
-        },
-    )
+    rows = _Rows()
+    rows.add(new, node_id, year, sequence, number)
+    rows.insert(conn)
     if submission.in_reply_to is not None:
         _answer(conn, new, node_id)
-    return Registered(new.id, number, new.created_at, tuple(listed), replayed=False)
+    return _registered(new, number)
+
+
+def thd_register_many(
+    conn: Connection,
+    batch: Sequence[NewLetter],
+    *,
+    node_id: str,
+    routable: Callable[[str], bool] = lambda _node: False,
+) -> list[Registered | Exception]:
+    """Register many letters in the caller's transaction; one result per letter.
+
+    Plain letters (no Idempotency-Key, no reply) take the fast path: one
+    directory query, one number range per Jalali year, one INSERT per table.
+    The others go one by one, each in its own savepoint. A letter that is
+    refused (unknown recipient, conflict) gets its exception as its result
+    and changes nothing; the others are stored all the same.
+    """
+    results: dict[int, Registered | Exception] = {}
+    plain = [
+        i
+        for i, new in enumerate(batch)
+        if new.idempotency_key is None and new.submission.in_reply_to is None
+    ]
+    codes = {
+        r.address.code
+        for i in plain
+        for r in batch[i].submission.recipients
+        if r.address.node == node_id
+    }
+    known = set(conn.scalars(select(agencies.c.code).where(agencies.c.code.in_(codes))))
+    accepted = []
+    for index in plain:
+        try:
+            _check_recipients(conn, batch[index].submission, node_id, routable, known=known)
+        except UnknownRecipient as exc:
+            results[index] = exc
+        else:
+            accepted.append(index)
+    rows = _Rows()
+    by_year: dict[int, list[int]] = {}
+    for index in accepted:
+        by_year.setdefault(jalali_year(batch[index].created_at), []).append(index)
+    for year, indexes in by_year.items():
+        last = _take_numbers(conn, year, len(indexes))
+        for offset, index in enumerate(indexes):
+            sequence = last - len(indexes) + 1 + offset
+            number = registration_number(node_id, year, sequence)
+            rows.add(batch[index], node_id, year, sequence, number)
+            results[index] = _registered(batch[index], number)
+    rows.insert(conn)
+    for index, new in enumerate(batch):
+        if index in results:
+            continue
+        try:
+            with conn.begin_nested():
+                results[index] = thd_register(conn, new, node_id=node_id, routable=routable)
+        except (UnknownRecipient, IdempotencyConflict, NotAReply) as exc:
+            results[index] = exc
+    return [results[index] for index in range(len(batch))]
+
+
+class Registrar:
+    """Registers letters in batches: while one batch commits, the next one gathers."""
+
+    MAX_BATCH = 512
+
+    def __init__(
+        self, db: Database, *, node_id: str, routable: Callable[[str], bool] = lambda _node: False
+    ) -> None:
+        self._db = db
+        self._node_id = node_id
+        self._routable = routable
+        self._waiting: list[tuple[NewLetter, Deferred[Registered]]] = []
+        self._busy = False
+
+    async def register(self, new: NewLetter) -> Registered:
+        done: Deferred[Registered] = Deferred()
+        self._waiting.append((new, done))
+        if not self._busy:
+            self._next()
+        return await done
+
+    def _next(self) -> None:
+        batch, self._waiting = self._waiting[: self.MAX_BATCH], self._waiting[self.MAX_BATCH :]
+        self._busy = True
+        work = Deferred.fromCoroutine(
+            self._db.run(
+                thd_register_many,
+                [new for new, _ in batch],
+                node_id=self._node_id,
+                routable=self._routable,
+            )
+        )
+        work.addBoth(self._done, [done for _, done in batch])
+
+    def _done(self, outcome: object, waiting: list[Deferred[Registered]]) -> None:
+        self._busy = False
+        if self._waiting:
+            self._next()
+        if isinstance(outcome, Failure):
+            for done in waiting:
+                done.errback(outcome)
+            return
+        assert isinstance(outcome, list)
+        for result, done in zip(outcome, waiting, strict=True):
+            if isinstance(result, Exception):
+                done.errback(Failure(result))
+            else:
+                done.callback(result)
 
 
 def thd_referenced_blobs(conn: Connection) -> Sequence[str]:
