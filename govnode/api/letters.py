@@ -147,18 +147,21 @@ def content_disposition(filename: str) -> str:
 class LetterRoutes(ApiBase):
     """The letter endpoints; `AgencyApi` adds login and the directory."""
 
-    def _parse(self, document: dict[str, Any]) -> Submission:
+    def _parse(self, request: IRequest) -> Submission:
+        document = read_json_object(request, self._limits.max_body_bytes)
         return parse_submission(
             document,
             local_node=self._node_id,
             max_attachment_bytes=self._limits.max_attachment_bytes,
+            # Only an Idempotency-Key needs the body's hash: skip it otherwise.
+            with_hash=request.getHeader(b"idempotency-key") is not None,
         )
 
     def _read_parse_store(
         self, request: IRequest
     ) -> tuple[Submission, tuple[StoredAttachment, ...]]:
         """On a thread: the whole submission of a large body."""
-        submission = self._parse(read_json_object(request, self._limits.max_body_bytes))
+        submission = self._parse(request)
         return submission, self._store_attachments(submission)
 
     async def _submission(
@@ -176,7 +179,7 @@ class LetterRoutes(ApiBase):
                 self._reactor, pool, self._read_parse_store, request
             )
             return large
-        submission = self._parse(read_json_object(request, self._limits.max_body_bytes))
+        submission = self._parse(request)
         if not submission.attachments:
             return submission, ()
         stored: tuple[StoredAttachment, ...] = await deferToThreadPool(

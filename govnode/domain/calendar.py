@@ -6,6 +6,7 @@ registered, in Tehran; it turns at local midnight of Farvardin 1 (Nowruz).
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -20,16 +21,32 @@ def _jalali(seconds: float) -> jdatetime.datetime:
 
 
 def jalali_year(seconds: float) -> int:
-    return int(_jalali(seconds).year)
+    return _year_second(int(seconds))
+
+
+@functools.lru_cache(maxsize=4096)
+def _year_second(second: int) -> int:
+    return int(_jalali(second).year)
 
 
 def jalali_text(seconds: float) -> str:
     """`1405/09/03 20:35:03` (Tehran time) for `*_jalali` fields."""
-    return str(_jalali(int(seconds)).strftime("%Y/%m/%d %H:%M:%S"))
+    return _jalali_second(int(seconds))
 
 
 def rfc3339(seconds: float) -> str:
-    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _rfc3339_second(int(seconds))
+
+
+# Answers name the same few seconds over and over: convert each once.
+@functools.lru_cache(maxsize=4096)
+def _jalali_second(second: int) -> str:
+    return str(_jalali(second).strftime("%Y/%m/%d %H:%M:%S"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _rfc3339_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def registration_number(node_id: str, year: int, sequence: int) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from govnode.domain.audit import GENESIS, AuditRecord, first_broken, record_hash
+from govnode.store.database import bulk_insert
 from govnode.store.schema import audit, audit_checkpoints, audit_head
 
 Signer = Callable[[bytes], str]
@@ -68,7 +69,7 @@ def thd_append_many(conn: Connection, entries: Sequence[Entry]) -> list[int]:
             }
         )
         prev_hash = digest
-    conn.execute(insert(audit), rows)
+    bulk_insert(conn, audit, rows)
     conn.execute(update(audit_head).where(audit_head.c.one == 1).values(last_hash=prev_hash))
     return list(range(last_id - len(entries) + 1, last_id + 1))
 

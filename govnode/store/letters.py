@@ -14,7 +14,7 @@ from govnode.domain.calendar import jalali_year, registration_number
 from govnode.domain.letters import Submission
 from govnode.domain.status import RecipientStatus
 from govnode.store import audit
-from govnode.store.database import Database
+from govnode.store.database import Database, bulk_insert
 from govnode.store.schema import (
     agencies,
     attachments,
@@ -297,8 +297,7 @@ class _Rows:
             (recipients, self.recipients),
             (events, self.events),
         ):
-            if rows:
-                conn.execute(insert(table), rows)
+            bulk_insert(conn, table, rows)
         audit.thd_append_many(conn, self.audit)
 
 
