@@ -97,6 +97,17 @@ Try it (demo-only credentials: each agency's password is demo-<code>):
     --data-urlencode 'q=بهزیستی' {api_url}/api/v1/directory
   # one agency, with its certificate fingerprint
   curl -s {tls} -H "Authorization: Bearer $TOKEN" {api_url}/api/v1/directory/welfare
+  # send an official letter to the welfare directorate, copy to roads
+  curl -s {tls} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+    -d '{{"to": ["welfare"], "cc": ["roads"], "subject": "درخواست آمار", "body": "با سلام"}}' \\
+    {api_url}/api/v1/letters
+  # or with the bundled client (welfare reads it, edu follows it):
+  echo demo-edu > /tmp/edu.pw
+  export GOVNODE_CLIENT=/tmp/edu.json
+  .venv/bin/govnode client login edu --url {api_url} --ca {root / "ca.pem"} \\
+    --cert {d / "cert.pem"} --key {d / "key.pem"} --password-file /tmp/edu.pw
+  .venv/bin/govnode client send --to welfare --subject "گزارش" --attach README.md
+  .venv/bin/govnode client outbox
 Press Ctrl-C to stop.
 """
 
