@@ -218,6 +218,9 @@ class Node(MultiService):
             agency_api.app.resource(),
             timeout=SITE_TIMEOUT,
             requestFactory=limited_request(config.limits.max_body_bytes),
+            # JSON only: no form parsing, which runs the stdlib's e-mail header
+            # parser on every request's Content-Type.
+            parsePOSTFormSubmission=False,
         )
         agency_site.displayTracebacks = False
         admin_site = _QuietSite(admin_api.app.resource(), timeout=SITE_TIMEOUT)

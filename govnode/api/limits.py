@@ -18,9 +18,6 @@ from govnode.api.errors import ApiError
 
 class LimitedRequest(Request):
     max_body = 64 * 1024 * 1024
-    # The agency API takes JSON only: no form parsing, which would run the
-    # stdlib's e-mail header parser on every request's Content-Type.
-    _parsePOSTFormSubmission = False
 
     _refused = False
     _received = 0
