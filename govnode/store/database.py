@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
@@ -175,7 +175,13 @@ class Database:
         )
 
     def _run_batch(self, work: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
-        """One transaction for the whole batch; a failing write only undoes its savepoint."""
+        """One transaction for the whole batch; a write refused by our rules or by a
+        constraint only undoes its savepoint.
+
+        Any other database error fails the whole batch: SQLite answers a full
+        disk or an I/O error by rolling back the entire transaction, savepoints
+        and all, so nothing written before it in the batch may be reported done.
+        """
         outcomes: list[tuple[bool, Any]] = []
         try:
             with self.engine.begin() as conn:
@@ -186,8 +192,12 @@ class Database:
                     try:
                         with conn.begin_nested():
                             outcomes.append((True, fn(conn)))
+                    except DBAPIError as exc:
+                        if not isinstance(exc, IntegrityError):
+                            raise
+                        outcomes.append((False, Failure(exc)))
                     except Exception as exc:  # noqa: BLE001 - handed to that write's caller
-                        outcomes.append((False, Failure(_unavailable(exc))))
+                        outcomes.append((False, Failure(exc)))
         except DBAPIError as exc:
             raise _unavailable(exc) from exc
         return outcomes
