@@ -43,9 +43,19 @@ def _frame(item: mailbox.StreamItem) -> bytes:
             "classification": item.classification,
             "created_at": rfc3339(item.created_at),
             "delivered_at": rfc3339(item.event.at),
+            "read_at": None,
         }
     else:
-        data = {"id": item.letter_id, "number": item.number, **event_json(item.event)}
+        data = {
+            "id": item.letter_id,
+            "number": item.number,
+            "sender": item.sender,
+            "subject": item.subject,
+            "priority": item.priority,
+            "classification": item.classification,
+            "created_at": rfc3339(item.created_at),
+            **event_json(item.event),
+        }
     text = json.dumps(data, ensure_ascii=False)
     return f"id: {item.event.id}\nevent: {item.kind}\ndata: {text}\n\n".encode()
 
@@ -137,6 +147,7 @@ class EventStream:
                     transport.loseConnection()
             return
         self._request.write(b": heartbeat\n\n")
+        self.wake()  # a safety net: anything no notification announced arrives now
 
     async def run(self) -> None:
         """Serve until the client goes away (klein cancels this coroutine then)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from govnode.domain.calendar import jalali_text, rfc3339
 from govnode.domain.ids import is_ulid, new_ulid
 from govnode.domain.letters import (
     IDEMPOTENCY_KEY,
+    MAX_ATTACHMENTS,
     LetterInvalid,
     Submission,
     parse_submission,
@@ -137,6 +139,14 @@ def letter_json(view: mailbox.LetterView) -> dict[str, Any]:
     }
 
 
+def _without_data(submission: Submission) -> Submission:
+    """The attachments are on disk now: do not hold their base64 until the commit."""
+    return dataclasses.replace(
+        submission,
+        attachments=tuple(dataclasses.replace(a, data="") for a in submission.attachments),
+    )
+
+
 def content_disposition(filename: str) -> str:
     fallback = "".join(
         c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
@@ -162,7 +172,8 @@ class LetterRoutes(ApiBase):
     ) -> tuple[Submission, tuple[StoredAttachment, ...]]:
         """On a thread: the whole submission of a large body."""
         submission = self._parse(request)
-        return submission, self._store_attachments(submission)
+        stored = self._store_attachments(submission)
+        return _without_data(submission), stored
 
     async def _submission(
         self, request: IRequest
@@ -185,7 +196,7 @@ class LetterRoutes(ApiBase):
         stored: tuple[StoredAttachment, ...] = await deferToThreadPool(
             self._reactor, pool, self._store_attachments, submission
         )
-        return submission, stored
+        return _without_data(submission), stored
 
     def _store_attachments(self, submission: Submission) -> tuple[StoredAttachment, ...]:
         """On a thread: decode, hash and sync every attachment before the letter commits."""
@@ -249,7 +260,10 @@ class LetterRoutes(ApiBase):
             )
             self._metrics.letters_registered.inc()
             self._on_change()
-            self._hub.notify([new.sender])
+            if submission.in_reply_to is not None:
+                self._hub.notify_all()  # the replied-to letter's sender sees `answered`
+            else:
+                self._hub.notify([new.sender])
         return json_answer(
             request,
             201,
@@ -289,6 +303,8 @@ class LetterRoutes(ApiBase):
     @app.route("/api/v1/letters/<string:letter_id>/attachments/<int:index>", methods=["GET"])
     async def download(self, request: IRequest, letter_id: str, index: int) -> bytes:
         address = await self.caller_address(request)
+        if index >= MAX_ATTACHMENTS:
+            raise not_found("no such attachment")
         found = await self._db.read(
             mailbox.thd_attachment, self._letter_id(letter_id), index, address
         )

@@ -40,12 +40,3 @@ def letter_status(recipients: list[RecipientStatus]) -> str:
         return str(RecipientStatus.FAILED if RecipientStatus.FAILED in final else final[0])
     least = min(recipients, key=lambda status: PROGRESS[status])
     return "registered" if least is RecipientStatus.QUEUED else str(least)
-
-
-def may_move(current: RecipientStatus, new: RecipientStatus) -> bool:
-    """Whether `current` may become `new` (status only ever moves forward)."""
-    if current in FINAL:
-        return False
-    if new in FINAL:
-        return True
-    return PROGRESS[new] > PROGRESS[current]

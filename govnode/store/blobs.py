@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +33,7 @@ class BadBase64(ValueError):
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._lock = threading.Lock()
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
@@ -56,17 +59,18 @@ class BlobStore:
                 os.fsync(out.fileno())
             sha256 = digest.hexdigest()
             final = self.path(sha256)
-            try:
-                # The same content may be stored already, perhaps as an old orphan
-                # that nothing references until our letter commits: make it young,
-                # or the purge could remove it in between.
-                os.utime(final)
-            except FileNotFoundError:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(temporary, final)
-                _fsync_directory(final.parent)
-            else:
-                os.unlink(temporary)
+            with self._lock:
+                try:
+                    # The same content may be stored already, perhaps as an old orphan
+                    # that nothing references until our letter commits: make it young,
+                    # under the lock the purge takes, or it could go in between.
+                    os.utime(final)
+                except FileNotFoundError:
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(temporary, final)
+                    _fsync_directory(final.parent)
+                else:
+                    os.unlink(temporary)
             return sha256, size
         except BaseException:
             if os.path.exists(temporary):
@@ -78,16 +82,13 @@ class BlobStore:
         keep = set(referenced)
         limit = (now or time.time()) - ORPHAN_AGE
         removed = 0
-        for path in self.root.glob("*/*/*"):
-            if path.parent.parent.parent != self.root or path.name in keep:
+        for path in [*self.root.glob("*/*/*"), *(self.root / "incoming").glob("*")]:
+            if path.name in keep:
                 continue
-            if path.stat().st_mtime < limit:
-                path.unlink()
-                removed += 1
-        for path in (self.root / "incoming").glob("*"):
-            if path.stat().st_mtime < limit:
-                path.unlink()
-                removed += 1
+            with self._lock, contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+                    removed += 1
         return removed
 
 

@@ -46,6 +46,8 @@ def thd_deliver_local(
         )
         .order_by(recipients.c.id)
         .limit(limit)
+        # Several processes on one PostgreSQL: each claims rows no other holds.
+        .with_for_update(of=recipients, skip_locked=True)
     ).all()
     if not due:
         return []
@@ -81,7 +83,10 @@ def thd_deliver_local(
     )
     conn.execute(
         update(recipients)
-        .where(recipients.c.id == bindparam("recipient_id"))
+        .where(
+            recipients.c.id == bindparam("recipient_id"),
+            recipients.c.status == RecipientStatus.QUEUED.value,
+        )
         .values(
             status=bindparam("new_status"),
             reason=bindparam("new_reason"),
@@ -118,13 +123,3 @@ def thd_deliver_local(
         for (row, status, _, _), event_id in zip(outcomes, event_ids, strict=True)
     ]
     return done
-
-
-def thd_next_due(conn: Connection, *, node_id: str) -> float | None:
-    """When the earliest queued local recipient falls due (None: nothing queued)."""
-    return conn.scalar(
-        select(recipients.c.next_attempt_at)
-        .where(recipients.c.status == RecipientStatus.QUEUED, recipients.c.node == node_id)
-        .order_by(recipients.c.next_attempt_at)
-        .limit(1)
-    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
@@ -387,6 +388,20 @@ def thd_register_many(
                 results[index] = thd_register(conn, new, node_id=node_id, routable=routable)
         except (UnknownRecipient, IdempotencyConflict, NotAReply) as exc:
             results[index] = exc
+        except IntegrityError:
+            # The same Idempotency-Key committed by another process meanwhile.
+            earlier = None
+            if new.idempotency_key is not None:
+                try:
+                    earlier = _replay(
+                        conn, new.sender, new.idempotency_key, new.submission.request_hash
+                    )
+                except IdempotencyConflict as exc:
+                    results[index] = exc
+                    continue
+            if earlier is None:
+                raise
+            results[index] = earlier
     return [results[index] for index in range(len(batch))]
 
 

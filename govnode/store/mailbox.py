@@ -194,7 +194,11 @@ def thd_inbox(
             recipients.c.inbox_seq,
         )
         .join(letters, letters.c.id == recipients.c.letter_id)
-        .where(recipients.c.address == address, recipients.c.inbox_seq.is_not(None))
+        .where(
+            recipients.c.node == address.partition("@")[2],
+            recipients.c.code == address.partition("@")[0],
+            recipients.c.inbox_seq.is_not(None),
+        )
         .order_by(recipients.c.inbox_seq.desc())
         .limit(limit + 1)
     )

@@ -37,23 +37,31 @@ def free_port() -> int:
 
 @dataclass
 class Submitter:
-    """Sends letters with attachments, reconnecting through restarts; keeps what got 201."""
+    """Sends letters with attachments, reconnecting through restarts; keeps what got 201.
+
+    A keyed submitter sends each letter with an Idempotency-Key and retries that
+    same letter after a crash until it gets an answer.
+    """
 
     url: str
     files: tuple[Path, Path, Path]
     rng: random.Random
+    stop: threading.Event
+    keyed: bool = False
     acknowledged: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> number, sha
-    stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         ca, cert, key = self.files
         client = AgencyClient(self.url, ca, cert, key, timeout=5)
+        content, idempotency_key = b"", ""
         while not self.stop.is_set():
             try:
                 if client.token is None and client.login("edu", "demo-edu").status != 200:
                     time.sleep(0.05)
                     continue
-                content = os.urandom(self.rng.randrange(1, 4096))
+                if not content:
+                    content = os.urandom(self.rng.randrange(1, 4096))
+                    idempotency_key = f"crash-{self.rng.randrange(2**62)}"
                 response = client.request(
                     "POST",
                     "/api/v1/letters",
@@ -68,6 +76,7 @@ class Submitter:
                             }
                         ],
                     },
+                    headers={"Idempotency-Key": idempotency_key} if self.keyed else None,
                 )
                 if response.status == 201:
                     answer = response.json()
@@ -75,10 +84,15 @@ class Submitter:
                         answer["number"],
                         hashlib.sha256(content).hexdigest(),
                     )
+                    content = b""
                 elif response.status == 401:
                     client.token = None
+                elif not self.keyed:
+                    content = b""
             except OSError:
                 client.close()  # the node died under us: try again once it is back
+                if not self.keyed:
+                    content = b""
                 time.sleep(0.05)
         client.close()
 
@@ -92,9 +106,20 @@ def test_sigkill_during_submission_loses_nothing(tmp_path: Path, govnode_slapd: 
     configure(home.path, api=f"127.0.0.1:{port}")
     files = home.clients["edu"]
     node = NodeProcess(home.path).start()
-    submitter = Submitter(node.api_url, (files.ca, files.cert, files.key), rng)
-    thread = threading.Thread(target=submitter.run)
-    thread.start()
+    stop = threading.Event()
+    submitters = [
+        Submitter(
+            node.api_url,
+            (files.ca, files.cert, files.key),
+            random.Random(rng.randrange(2**32)),
+            stop,
+            keyed=index % 2 == 1,
+        )
+        for index in range(6)
+    ]
+    threads = [threading.Thread(target=submitter.run) for submitter in submitters]
+    for thread in threads:
+        thread.start()
     try:
         for _ in range(KILLS):
             time.sleep(rng.uniform(0.2, 1.2))
@@ -102,8 +127,14 @@ def test_sigkill_during_submission_loses_nothing(tmp_path: Path, govnode_slapd: 
             node = NodeProcess(home.path).start()
         time.sleep(0.5)
     finally:
-        submitter.stop.set()
-        thread.join(30)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    acknowledged = {
+        letter: entry
+        for submitter in submitters
+        for letter, entry in submitter.acknowledged.items()
+    }
     deadline = time.monotonic() + 20
     database = home.path / "data" / "govnode.db"
     while True:  # the restarted worker delivers what was queued
@@ -115,7 +146,7 @@ def test_sigkill_during_submission_loses_nothing(tmp_path: Path, govnode_slapd: 
             break
         time.sleep(0.2)
     assert node.stop() == 0
-    assert len(submitter.acknowledged) > 20, "the test sent too little to mean anything"
+    assert len(acknowledged) > 50, "the test sent too little to mean anything"
 
     with sqlite3.connect(database) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -134,7 +165,7 @@ def test_sigkill_during_submission_loses_nothing(tmp_path: Path, govnode_slapd: 
             "SELECT count(*), count(DISTINCT letter_id || address) FROM events "
             "WHERE status = 'delivered'"
         ).fetchone()
-    for letter_id, (number, sha) in submitter.acknowledged.items():
+    for letter_id, (number, sha) in acknowledged.items():
         assert letters.get(letter_id) == (number, sha), f"acknowledged {number} is missing"
         stored = home.path / "data" / "attachments" / sha[:2] / sha[2:4] / sha
         assert hashlib.sha256(stored.read_bytes()).hexdigest() == sha
