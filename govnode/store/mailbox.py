@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, null, select, update
 
 from govnode.domain.status import PROGRESS, RecipientStatus, letter_status
 from govnode.store import audit
@@ -171,6 +171,23 @@ def thd_attachment(
     return AttachmentView(row.position, row.filename, row.content_type, row.size, row.sha256)
 
 
+_SUMMARY = (
+    letters.c.id,
+    letters.c.number,
+    letters.c.sender,
+    letters.c.subject,
+    letters.c.priority,
+    letters.c.classification,
+    letters.c.created_at,
+)
+
+
+def _page(conn: Connection, query: Any, limit: int) -> tuple[list[Summary], bool]:
+    """A page of summaries, and whether more follow (the query asks for one extra)."""
+    rows = conn.execute(query.limit(limit + 1)).all()
+    return [Summary(**row._mapping) for row in rows[:limit]], len(rows) > limit
+
+
 def thd_inbox(
     conn: Connection, address: str, *, before: int | None, limit: int, unread: bool
 ) -> tuple[list[Summary], bool]:
@@ -180,49 +197,27 @@ def thd_inbox(
     letters only ever appear before the first page: paging onwards never
     skips or repeats one.
     """
+    code, _, node = address.partition("@")
     query = (
         select(
-            letters.c.id,
-            letters.c.number,
-            letters.c.sender,
-            letters.c.subject,
-            letters.c.priority,
-            letters.c.classification,
-            letters.c.created_at,
+            *_SUMMARY,
             recipients.c.delivered_at,
             recipients.c.read_at,
-            recipients.c.inbox_seq,
+            recipients.c.inbox_seq.label("cursor"),
         )
         .join(letters, letters.c.id == recipients.c.letter_id)
         .where(
-            recipients.c.node == address.partition("@")[2],
-            recipients.c.code == address.partition("@")[0],
+            recipients.c.node == node,
+            recipients.c.code == code,
             recipients.c.inbox_seq.is_not(None),
         )
         .order_by(recipients.c.inbox_seq.desc())
-        .limit(limit + 1)
     )
     if before is not None:
         query = query.where(recipients.c.inbox_seq < before)
     if unread:
         query = query.where(recipients.c.read_at.is_(None))
-    rows = conn.execute(query).all()
-    summaries = [
-        Summary(
-            r.id,
-            r.number,
-            r.sender,
-            r.subject,
-            r.priority,
-            r.classification,
-            r.created_at,
-            r.delivered_at,
-            r.read_at,
-            r.inbox_seq,
-        )
-        for r in rows[:limit]
-    ]
-    return summaries, len(rows) > limit
+    return _page(conn, query, limit)
 
 
 def thd_outbox(
@@ -231,38 +226,17 @@ def thd_outbox(
     """Letters `address` sent, newest first, by registration order."""
     query = (
         select(
-            letters.c.id,
-            letters.c.number,
-            letters.c.sender,
-            letters.c.subject,
-            letters.c.priority,
-            letters.c.classification,
-            letters.c.created_at,
-            letters.c.serial,
+            *_SUMMARY,
+            null().label("delivered_at"),
+            null().label("read_at"),
+            letters.c.serial.label("cursor"),
         )
         .where(letters.c.sender == address)
         .order_by(letters.c.serial.desc())
-        .limit(limit + 1)
     )
     if before is not None:
         query = query.where(letters.c.serial < before)
-    rows = conn.execute(query).all()
-    summaries = [
-        Summary(
-            r.id,
-            r.number,
-            r.sender,
-            r.subject,
-            r.priority,
-            r.classification,
-            r.created_at,
-            None,
-            None,
-            r.serial,
-        )
-        for r in rows[:limit]
-    ]
-    return summaries, len(rows) > limit
+    return _page(conn, query, limit)
 
 
 def thd_mark_read(
