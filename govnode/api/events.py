@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IPushProducer, IReactorTime
@@ -22,8 +21,7 @@ from zope.interface import implementer
 from govnode.api.base import app
 from govnode.api.errors import invalid_field
 from govnode.api.hub import EventHub
-from govnode.api.letters import LetterRoutes, event_json
-from govnode.domain.calendar import rfc3339
+from govnode.api.letters import LetterRoutes, event_json, summary_json
 from govnode.store import mailbox
 from govnode.store.database import Database
 
@@ -33,29 +31,23 @@ FETCH = 200
 
 
 def _frame(item: mailbox.StreamItem) -> bytes:
-    if item.kind == "letter":
-        data: dict[str, Any] = {
-            "id": item.letter_id,
-            "number": item.number,
-            "sender": item.sender,
-            "subject": item.subject,
-            "priority": item.priority,
-            "classification": item.classification,
-            "created_at": rfc3339(item.created_at),
-            "delivered_at": rfc3339(item.event.at),
-            "read_at": None,
-        }
-    else:
-        data = {
-            "id": item.letter_id,
-            "number": item.number,
-            "sender": item.sender,
-            "subject": item.subject,
-            "priority": item.priority,
-            "classification": item.classification,
-            "created_at": rfc3339(item.created_at),
-            **event_json(item.event),
-        }
+    """`letter`: the letter's summary; `status`: the summary and the tracking event."""
+    letter = item.kind == "letter"
+    summary = summary_json(
+        mailbox.Summary(
+            item.letter_id,
+            item.number,
+            item.sender,
+            item.subject,
+            item.priority,
+            item.classification,
+            item.created_at,
+            item.event.at if letter else None,
+            None,
+            item.event.id,
+        )
+    )
+    data = summary if letter else {**summary, **event_json(item.event)}
     text = json.dumps(data, ensure_ascii=False)
     return f"id: {item.event.id}\nevent: {item.kind}\ndata: {text}\n\n".encode()
 

@@ -90,18 +90,19 @@ def _visible(conn: Connection, letter_id: str, viewer: str) -> Any:
     return row if received is not None else None
 
 
+_EVENT = (
+    events.c.id,
+    events.c.at,
+    events.c.address,
+    events.c.status,
+    events.c.node,
+    events.c.detail,
+)
+
+
 def thd_events(conn: Connection, letter_id: str) -> list[Event]:
     rows = conn.execute(
-        select(
-            events.c.id,
-            events.c.at,
-            events.c.address,
-            events.c.status,
-            events.c.node,
-            events.c.detail,
-        )
-        .where(events.c.letter_id == letter_id)
-        .order_by(events.c.id)
+        select(*_EVENT).where(events.c.letter_id == letter_id).order_by(events.c.id)
     )
     return [Event(*row) for row in rows]
 
@@ -293,12 +294,7 @@ def thd_stream(conn: Connection, address: str, *, after: int, limit: int = 200) 
     """Events for `address`'s stream with ids above `after`, oldest first."""
     rows = conn.execute(
         select(
-            events.c.id,
-            events.c.at,
-            events.c.address,
-            events.c.status,
-            events.c.node,
-            events.c.detail,
+            *_EVENT,
             events.c.letter_id,
             letters.c.number,
             letters.c.sender,
