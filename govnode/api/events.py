@@ -3,7 +3,7 @@
 Events are read from the database's tracking trail, never buffered per
 client: a stream fetches only when its client keeps up (the transport tells
 it through pause/resume), and a client that stops reading for longer than
-`MAX_STALL` seconds is disconnected.
+`limits.event_stream_stall` seconds is disconnected.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from govnode.store import mailbox
 from govnode.store.database import Database
 
 HEARTBEAT = 15.0
-MAX_STALL = 30.0
 FETCH = 200
 
 
@@ -65,14 +64,17 @@ class EventStream:
         db: Database,
         hub: EventHub,
         clock: IReactorTime,
+        max_stall: float,
     ) -> None:
         self._request = request
+        self._max_stall = max_stall
         self._address = address
         self._after = after
         self._db = db
         self._hub = hub
         self._clock = clock
         self._paused_since: float | None = None
+        self._last_beat = clock.seconds()
         self._fetching = False
         self._again = False
         self._closed = False
@@ -128,17 +130,22 @@ class EventStream:
         if self._closed:
             return
         if self._paused_since is not None:
-            if self._clock.seconds() - self._paused_since > MAX_STALL:
+            if self._clock.seconds() - self._paused_since > self._max_stall:
                 self._log.warn(
                     "dropping the event stream of {address}: it stopped reading",
                     address=self._address,
                 )
                 self._closed = True
+                # Abort, not lose: a graceful close would wait to flush what this
+                # client will never read (and TLS waits while a producer is registered).
+                self._request.unregisterProducer()
                 transport = self._request.channel.transport
                 if transport is not None:
-                    transport.loseConnection()
+                    transport.abortConnection()  # type: ignore[attr-defined]
             return
-        self._request.write(b": heartbeat\n\n")
+        if self._clock.seconds() - self._last_beat >= HEARTBEAT:
+            self._last_beat = self._clock.seconds()
+            self._request.write(b": heartbeat\n\n")
         self.wake()  # a safety net: anything no notification announced arrives now
 
     async def run(self) -> None:
@@ -151,7 +158,8 @@ class EventStream:
         unsubscribe = self._hub.subscribe(self._address, self.wake)
         beat = task.LoopingCall(self._tick)
         beat.clock = self._clock
-        beat.start(HEARTBEAT, now=False)
+        # Often enough to notice a stalled client in time, at most every HEARTBEAT.
+        beat.start(min(HEARTBEAT, self._max_stall / 2), now=False)
         done: defer.Deferred[None] = request.notifyFinish()
         try:
             self.wake()
@@ -177,7 +185,13 @@ class EventRoutes(LetterRoutes):
             after = await self._db.read(mailbox.thd_last_event_id)
         assert isinstance(request, Request)
         stream = EventStream(
-            request, address, after=after, db=self._db, hub=self._hub, clock=self._clock
+            request,
+            address,
+            after=after,
+            db=self._db,
+            hub=self._hub,
+            clock=self._clock,
+            max_stall=self._limits.event_stream_stall,
         )
         with contextlib.suppress(defer.CancelledError):  # the client went away
             await stream.run()

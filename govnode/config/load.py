@@ -214,6 +214,7 @@ def _limits(s: _Section) -> LimitsSection:
         max_attachment_bytes=s.integer(
             "max_attachment_bytes", 20 * _MiB, minimum=1, maximum=2048 * _MiB
         ),
+        event_stream_stall=s.number("event_stream_stall", 30.0, minimum=0.5, maximum=3600),
     )
 
 

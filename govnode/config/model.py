@@ -87,6 +87,7 @@ class LimitsSection:
     lockout_window: int
     max_body_bytes: int
     max_attachment_bytes: int
+    event_stream_stall: float
 
 
 @dataclass(frozen=True, slots=True)

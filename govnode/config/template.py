@@ -113,6 +113,9 @@ lockout_window = 900
 # Largest request body and largest single attachment (decoded), bytes.
 max_body_bytes = 67108864
 max_attachment_bytes = 20971520
+# Seconds an event-stream client may stop reading before it is disconnected
+# (nothing is buffered for it meanwhile).
+event_stream_stall = 30.0
 
 [plugins]
 # Names of installed plugins (entry-point group govnode.plugins) to load.
