@@ -37,9 +37,8 @@ def test_a_stalled_stream_is_dropped_and_the_node_carries_on(
         stream = tls_context(welfare.ca, welfare.cert, welfare.key).wrap_socket(
             raw, server_hostname=parts.hostname
         )
-        stream.sendall(
-            f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
-        )
+        request = f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        stream.sendall(request.encode())
         assert stream.recv(64).startswith(b"HTTP/1.1 200")
         # ...and from now on this client reads nothing while its inbox fills up.
 
