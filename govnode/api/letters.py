@@ -326,16 +326,17 @@ class LetterRoutes(ApiBase):
     @app.route("/api/v1/letters/<string:letter_id>/read", methods=["POST"])
     async def mark_read(self, request: IRequest, letter_id: str) -> bytes:
         address = await self.caller_address(request)
-        entry = await self._db.run(
+        marked = await self._db.run(
             mailbox.thd_mark_read,
             self._letter_id(letter_id),
             address,
             now=self._clock.seconds(),
             node_id=self._node_id,
         )
-        if entry is None:
+        if marked is None:
             raise not_found("no such letter")
-        self._hub.notify_all()  # the sender's stream shows `read`
+        entry, sender = marked
+        self._hub.notify([sender])  # the sender's stream shows `read`
         answer = recipient_json(entry, events=False)
         answer["read_at"] = _time(entry.read_at)
         return json_answer(request, 200, answer)

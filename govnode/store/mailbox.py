@@ -242,10 +242,15 @@ def thd_outbox(
 
 def thd_mark_read(
     conn: Connection, letter_id: str, address: str, *, now: float, node_id: str
-) -> RecipientView | None:
-    """Mark read for `address` (idempotent); None when it never received the letter."""
+) -> tuple[RecipientView, str] | None:
+    """Mark read for `address` (idempotent): its recipient entry and the letter's sender.
+
+    None when `address` never received the letter.
+    """
     row = conn.execute(
-        select(recipients).where(
+        select(recipients, letters.c.sender)
+        .join(letters, letters.c.id == recipients.c.letter_id)
+        .where(
             recipients.c.letter_id == letter_id,
             recipients.c.address == address,
             recipients.c.inbox_seq.is_not(None),
@@ -272,7 +277,8 @@ def thd_mark_read(
             )
         )
         audit.thd_append(conn, "letter.read", actor=address, subject=letter_id, at=now)
-    return RecipientView(row.address, row.kind, str(status), row.reason, row.delivered_at, read_at)
+    entry = RecipientView(row.address, row.kind, str(status), row.reason, row.delivered_at, read_at)
+    return entry, row.sender
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,3 +132,30 @@ def test_a_bad_last_event_id_is_refused(
     assert client.login("roads", "demo-roads").status == 200
     response = client.request("GET", "/api/v1/events", headers={"Last-Event-ID": "x"})
     assert (response.status, response.error_code) == (400, "invalid_field")
+
+
+def test_the_sender_hears_at_once_that_its_letter_was_read(
+    govnode_home: NodeHome, govnode_node: NodeProcess, govnode_client: ClientFactory
+) -> None:
+    sender = govnode_client("edu-dena")
+    assert sender.login("edu-dena", "demo-edu-dena").status == 200
+    reader = govnode_client("welfare")
+    assert reader.login("welfare", "demo-welfare").status == 200
+    letter_id = send(sender, "welfare", "گزارش ماهانه")
+    deadline = time.monotonic() + 10
+    while reader.request("GET", f"/api/v1/letters/{letter_id}").status != 200:
+        assert time.monotonic() < deadline, "never delivered"
+        time.sleep(0.1)
+    # Listening from now on (no Last-Event-ID): only what happens next arrives.
+    listening = Stream(govnode_home, govnode_node, "edu-dena", str(sender.token))
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert reader.request("POST", f"/api/v1/letters/{letter_id}/read").status == 200
+    heard = None
+    for frame in listening.frames(time.monotonic() + 10):
+        if frame.data is not None and frame.data["id"] == letter_id:
+            heard = frame.data["status"]
+            break
+    listening.close()
+    assert heard == "read"
+    assert time.monotonic() - started < 5, "the read receipt waited for a heartbeat"
