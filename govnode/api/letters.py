@@ -315,6 +315,8 @@ class LetterRoutes(ApiBase):
         try:
             request.setHeader(b"Content-Type", found.content_type.encode("ascii"))
             request.setHeader(b"Content-Length", str(found.size).encode("ascii"))
+            # Never let a browser guess another type than the stored one (no sniffing).
+            request.setHeader(b"X-Content-Type-Options", b"nosniff")
             request.setHeader(
                 b"Content-Disposition", content_disposition(found.filename).encode("ascii")
             )

@@ -279,6 +279,7 @@ def test_attachments_download_as_sent_with_their_type_and_name(
             assert response.body == data
             assert response.headers["content-type"] == content_type
             disposition = response.headers["content-disposition"]
+            assert response.headers["x-content-type-options"] == "nosniff"
             assert disposition.split(";")[0] == "attachment"
             (encoded,) = [
                 part.strip().removeprefix("filename*=")
