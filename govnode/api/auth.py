@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
+from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -53,6 +55,34 @@ def agency_mismatch(token_agency: str, cert_agency: str) -> ApiError:
     )
 
 
+T = TypeVar("T")
+
+
+class OneAtATime:
+    """Runs the calls for one key one after another; keys no call waits on are forgotten.
+
+    Login attempts for one username are serialized so that each sees the
+    outcome of the one before: parallel guesses cannot slip in under the
+    lockout, and parallel right passwords are not mistaken for guesses.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, DeferredLock] = {}
+
+    async def run(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        lock = self._locks.setdefault(key, DeferredLock())
+        await lock.acquire()
+        try:
+            return await call()
+        finally:
+            lock.release()  # hands the lock straight to the next waiter, if any
+            if not lock.locked:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class Authenticator:
     _log = Logger()
 
@@ -76,15 +106,19 @@ class Authenticator:
         # (the CRL reload interval), and at once when the node reloads the CRL.
         self._sessions: dict[tuple[str, str | None], tuple[TokenRecord | None, bool, float]] = {}
         self._session_ttl = session_ttl
+        self._attempts = OneAtATime()
 
     async def login(self, username: str, password: str, client: Client) -> Session:
         """Check the credentials against LDAP and issue a token, or raise an ApiError."""
         if len(username) > MAX_USERNAME:
             raise invalid_field("username", f"username is longer than {MAX_USERNAME} characters")
-        now = self._clock.seconds()
-        within = await self._certificate_agency_dn(client, now)
         # LDAP matches uid case-insensitively, so the lock must too.
         key = username.strip().casefold()
+        return await self._attempts.run(key, lambda: self._attempt(key, username, password, client))
+
+    async def _attempt(self, key: str, username: str, password: str, client: Client) -> Session:
+        now = self._clock.seconds()
+        within = await self._certificate_agency_dn(client, now)
         wait, attempt = await self._db.run(
             tokens.thd_begin_attempt,
             key,

@@ -62,9 +62,10 @@ def thd_begin_attempt(
     """Count the recent failures and record this attempt as one, in one transaction.
 
     Returns (seconds locked, None) when the username is locked out, else
-    (0, id of the recorded attempt). Recording before LDAP is asked means
-    parallel guesses cannot all slip in under the limit; a success clears
-    the failures, an LDAP outage forgets the attempt.
+    (0, id of the recorded attempt). One process asks for one username at a
+    time; recording before LDAP is asked means guesses spread over several
+    node processes cannot all slip in under the limit either. A success
+    clears the failures, an LDAP outage forgets the attempt.
     """
     wait = locked_for(
         thd_failures_since(conn, username, now - window), now=now, limit=limit, window=window

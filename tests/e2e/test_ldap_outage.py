@@ -141,3 +141,21 @@ def test_parallel_guesses_cannot_slip_under_the_lockout(
         statuses = sorted(pool.map(guess, range(40)))
     assert statuses.count(401) == limit, statuses
     assert statuses.count(429) == 40 - limit
+
+
+def test_parallel_logins_with_the_right_password_all_succeed(
+    outage: tuple[Slapd, NodeHome, NodeProcess],
+) -> None:
+    """An agency's many clients logging in at once are not taken for a guesser."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, home, node = outage
+    logins = 4 * home.config.limits.lockout_failures
+
+    def login(_: int) -> int:
+        with client_of(home, node, "edu") as client:
+            return client.login("edu", "demo-edu").status
+
+    with ThreadPoolExecutor(max_workers=logins) as pool:
+        statuses = list(pool.map(login, range(logins)))
+    assert statuses == [200] * logins
