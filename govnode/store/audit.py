@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select
 
 from govnode.domain.audit import GENESIS, AuditRecord, first_broken, record_hash
+from govnode.store import sql
 from govnode.store.database import bulk_insert
 from govnode.store.schema import audit, audit_checkpoints, audit_head
 
@@ -36,17 +37,21 @@ def thd_append_many(conn: Connection, entries: Sequence[Entry]) -> list[int]:
     """
     if not entries:
         return []
-    head = conn.execute(
-        update(audit_head)
-        .where(audit_head.c.one == 1)
-        .values(last_id=audit_head.c.last_id + len(entries))
-        .returning(audit_head.c.last_id, audit_head.c.last_hash)
+    head = sql.run(
+        conn,
+        "UPDATE audit_head SET last_id = last_id + :count WHERE one = 1"
+        " RETURNING last_id, last_hash",
+        {"count": len(entries)},
     ).first()
     if head is None:
-        conn.execute(insert(audit_head).values(one=1, last_id=len(entries), last_hash=GENESIS))
+        sql.run(
+            conn,
+            "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, :last_id, :last_hash)",
+            {"last_id": len(entries), "last_hash": GENESIS},
+        )
         last_id, prev_hash = len(entries), GENESIS
     else:
-        last_id, prev_hash = int(head[0]), str(head[1])
+        last_id, prev_hash = int(head.last_id), str(head.last_hash)
     rows: list[dict[str, object]] = []
     for offset, entry in enumerate(entries):
         record_id = last_id - len(entries) + 1 + offset
@@ -70,7 +75,9 @@ def thd_append_many(conn: Connection, entries: Sequence[Entry]) -> list[int]:
         )
         prev_hash = digest
     bulk_insert(conn, audit, rows)
-    conn.execute(update(audit_head).where(audit_head.c.one == 1).values(last_hash=prev_hash))
+    sql.run(
+        conn, "UPDATE audit_head SET last_hash = :last_hash WHERE one = 1", {"last_hash": prev_hash}
+    )
     return list(range(last_id - len(entries) + 1, last_id + 1))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
@@ -70,18 +70,45 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, obje
     """
     if not rows:
         return
-    quote = conn.dialect.identifier_preparer.quote
-    columns = list(rows[0])
+    conn.exec_driver_sql(_insert_statement(conn, table, list(rows[0])), [dict(r) for r in rows])
+
+
+def insert_returning_ids(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, object]]
+) -> list[int]:
+    """INSERT rows with an autoincrement `id`; returns their ids in row order.
+
+    On SQLite a loop of the driver's own `execute` (its statement cache makes
+    that cheap) reading `lastrowid`; elsewhere SQLAlchemy's INSERT..RETURNING.
+    """
+    if not rows:
+        return []
+    if conn.dialect.name != "sqlite":
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return [int(i) for i in conn.execute(statement, list(rows)).scalars()]
+    sql = _insert_statement(conn, table, list(rows[0]))
+    cursor = conn.connection.cursor()
+    try:
+        ids = []
+        for row in rows:
+            cursor.execute(sql, row)
+            ids.append(int(cursor.lastrowid))
+        return ids
+    finally:
+        cursor.close()
+
+
+def _insert_statement(conn: Connection, table: Table, columns: list[str]) -> str:
     unknown = [column for column in columns if column not in table.c]
     if unknown:  # names come from our code, never from clients: say so loudly
         raise ValueError(f"{table.name} has no columns {unknown}")
+    quote = conn.dialect.identifier_preparer.quote
     if conn.dialect.name == "sqlite":
         marks = ", ".join(f":{column}" for column in columns)
     else:
         marks = ", ".join(f"%({column})s" for column in columns)
     names = ", ".join(quote(column) for column in columns)
-    statement = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
-    conn.exec_driver_sql(statement, [dict(row) for row in rows])
+    return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection
 
 from govnode.domain.status import RecipientStatus
-from govnode.store import audit
-from govnode.store.schema import agencies, events, letters, recipients
+from govnode.store import audit, directory, sql
+from govnode.store.database import insert_returning_ids
+from govnode.store.schema import events
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,30 +31,19 @@ def thd_deliver_local(
     Claiming and delivering happen in one transaction, so a crash either
     delivers a recipient exactly once or leaves it queued for the next run.
     """
-    due = conn.execute(
-        select(
-            recipients.c.id,
-            recipients.c.letter_id,
-            recipients.c.address,
-            recipients.c.code,
-            letters.c.sender,
-        )
-        .join(letters, letters.c.id == recipients.c.letter_id)
-        .where(
-            recipients.c.status == RecipientStatus.QUEUED,
-            recipients.c.node == node_id,
-            recipients.c.next_attempt_at <= now,
-        )
-        .order_by(recipients.c.id)
-        .limit(limit)
-        # Several processes on one PostgreSQL: each claims rows no other holds.
-        .with_for_update(of=recipients, skip_locked=True)
+    # Several processes on one PostgreSQL: each claims rows no other holds.
+    claim = sql.for_update_skip_locked(conn, "recipients")
+    due = sql.run(
+        conn,
+        "SELECT recipients.id, recipients.letter_id, recipients.address, recipients.code,"  # noqa: S608 - no input
+        " letters.sender FROM recipients JOIN letters ON letters.id = recipients.letter_id"
+        " WHERE recipients.status = :queued AND recipients.node = :node"
+        f" AND recipients.next_attempt_at <= :now ORDER BY recipients.id LIMIT :limit{claim}",
+        {"queued": RecipientStatus.QUEUED.value, "node": node_id, "now": now, "limit": limit},
     ).all()
     if not due:
         return []
-    present = set(
-        conn.scalars(select(agencies.c.code).where(agencies.c.code.in_({row.code for row in due})))
-    )
+    present = directory.thd_known_codes(conn, {row.code for row in due})
     outcomes: list[tuple[Any, RecipientStatus, str, str | None]] = []
     for row in due:
         if row.code in present:
@@ -63,37 +53,26 @@ def thd_deliver_local(
             outcomes.append((row, RecipientStatus.FAILED, reason, reason))
     # One INSERT for all events (their ids are the inbox order), one UPDATE
     # statement run for all recipients, one audit append for all.
-    event_ids = (
-        conn.execute(
-            insert(events).returning(events.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "letter_id": row.letter_id,
-                    "address": row.address,
-                    "status": status.value,
-                    "node": node_id,
-                    "detail": detail,
-                    "at": now,
-                }
-                for row, status, detail, _ in outcomes
-            ],
-        )
-        .scalars()
-        .all()
+    event_ids = insert_returning_ids(
+        conn,
+        events,
+        [
+            {
+                "letter_id": row.letter_id,
+                "address": row.address,
+                "status": status.value,
+                "node": node_id,
+                "detail": detail,
+                "at": now,
+            }
+            for row, status, detail, _ in outcomes
+        ],
     )
-    conn.execute(
-        update(recipients)
-        .where(
-            recipients.c.id == bindparam("recipient_id"),
-            recipients.c.status == RecipientStatus.QUEUED.value,
-        )
-        .values(
-            status=bindparam("new_status"),
-            reason=bindparam("new_reason"),
-            next_attempt_at=None,
-            delivered_at=bindparam("new_delivered_at"),
-            inbox_seq=bindparam("new_inbox_seq"),
-        ),
+    sql.run(
+        conn,
+        "UPDATE recipients SET status = :new_status, reason = :new_reason,"
+        " next_attempt_at = NULL, delivered_at = :new_delivered_at, inbox_seq = :new_inbox_seq"
+        " WHERE id = :recipient_id AND status = :queued",
         [
             {
                 "recipient_id": row.id,
@@ -101,6 +80,7 @@ def thd_deliver_local(
                 "new_reason": reason,
                 "new_delivered_at": now if reason is None else None,
                 "new_inbox_seq": event_id if reason is None else None,
+                "queued": RecipientStatus.QUEUED.value,
             }
             for (row, status, _, reason), event_id in zip(outcomes, event_ids, strict=True)
         ],

@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -14,14 +13,12 @@ from twisted.python.failure import Failure
 from govnode.domain.calendar import jalali_year, registration_number
 from govnode.domain.letters import Submission
 from govnode.domain.status import RecipientStatus
-from govnode.store import audit
+from govnode.store import audit, directory, sql
 from govnode.store.database import Database, bulk_insert
 from govnode.store.schema import (
-    agencies,
     attachments,
     events,
     letters,
-    number_sequences,
     recipients,
 )
 
@@ -68,23 +65,20 @@ class Registered:
     replayed: bool  # an Idempotency-Key repeat: nothing new was stored
 
 
-def _insert_ignore(conn: Connection, table: object, values: dict[str, object]) -> None:
-    dialect = conn.dialect.name
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)  # type: ignore[arg-type]
-    conn.execute(statement.values(**values).on_conflict_do_nothing())
-
-
 def _take_numbers(conn: Connection, year: int, count: int) -> int:
     """Reserve `count` sequence numbers of `year`; returns the last one."""
-    _insert_ignore(conn, number_sequences, {"year": year, "last": 0})
-    return int(
-        conn.execute(
-            update(number_sequences)
-            .where(number_sequences.c.year == year)
-            .values(last=number_sequences.c.last + count)
-            .returning(number_sequences.c.last)
-        ).scalar_one()
+    sql.run(
+        conn,
+        'INSERT INTO number_sequences (year, "last") VALUES (:year, 0)'
+        " ON CONFLICT (year) DO NOTHING",
+        {"year": year},
     )
+    taken = sql.run(
+        conn,
+        'UPDATE number_sequences SET "last" = "last" + :count WHERE year = :year RETURNING "last"',
+        {"year": year, "count": count},
+    )
+    return int(taken.scalar_one())
 
 
 def thd_next_number(conn: Connection, node_id: str, at: float) -> tuple[int, int, str]:
@@ -135,8 +129,9 @@ def _check_recipients(
     `known`: the local codes already looked up (a batch looks them up at once).
     """
     if known is None:
-        local = [r.address.code for r in submission.recipients if r.address.node == node_id]
-        known = set(conn.scalars(select(agencies.c.code).where(agencies.c.code.in_(local))))
+        known = directory.thd_known_codes(
+            conn, {r.address.code for r in submission.recipients if r.address.node == node_id}
+        )
     for recipient in submission.recipients:
         if recipient.address.node == node_id:
             if recipient.address.code not in known:
@@ -359,7 +354,7 @@ def thd_register_many(
         for r in batch[i].submission.recipients
         if r.address.node == node_id
     }
-    known = set(conn.scalars(select(agencies.c.code).where(agencies.c.code.in_(codes))))
+    known = directory.thd_known_codes(conn, codes)
     accepted = []
     for index in plain:
         try:
