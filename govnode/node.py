@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -31,8 +32,9 @@ from govnode.pki.authority import NodeAuthority
 from govnode.pki.ca import certificate_not_after
 from govnode.pki.errors import PkiError
 from govnode.pki.tls import ServerTLS
+from govnode.processes import ReusePortEndpoint
 from govnode.relay.worker import DeliveryWorker
-from govnode.store import audit, letters, tokens
+from govnode.store import audit, letters, mailbox, tokens
 from govnode.store import directory as directory_store
 from govnode.store.blobs import BlobStore
 from govnode.store.database import Database, DatabaseUnavailable
@@ -41,6 +43,7 @@ from govnode.store.delivery import Delivered
 T = TypeVar("T")
 SITE_TIMEOUT = 60  # seconds a connection may sit idle
 CHECKPOINT_INTERVAL = 60  # seconds between signed audit checkpoints
+EVENT_POLL_INTERVAL = 0.1  # seconds between looks for other processes' events
 PURGE_INTERVAL = 3600  # seconds between removals of expired tokens and old login failures
 
 
@@ -149,9 +152,18 @@ class Node(MultiService):
 
     _log = Logger()
 
-    def __init__(self, config: Config, *, reactor: Any, clock: IReactorTime | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reactor: Any,
+        clock: IReactorTime | None = None,
+        secondary_on_port: int | None = None,
+    ) -> None:
+        """`secondary_on_port`: run as a secondary process on the primary's API port."""
         super().__init__()
         self.config = config
+        self.primary = secondary_on_port is None
         self._reactor: Any = reactor
         self.clock: IReactorTime = clock or reactor
         self.metrics = Metrics()
@@ -201,16 +213,22 @@ class Node(MultiService):
         _Started("database", self.db.start, self.db.stop).setServiceParent(self)
         _Started("ldap", self.directory.start, self.directory.stop).setServiceParent(self)
         _Periodic(
-            "directory sync", config.ldap.sync_interval, self.sync_directory, self.clock
-        ).setServiceParent(self)
-        _Periodic(
             "certificate reload", config.tls.reload_interval, self._reload_certificates, self.clock
         ).setServiceParent(self)
-        _Periodic("purge", PURGE_INTERVAL, self._purge, self.clock).setServiceParent(self)
-        self._sign = signing.signer(self.authority.signing_key())
-        _Periodic(
-            "audit checkpoint", CHECKPOINT_INTERVAL, self._checkpoint, self.clock
-        ).setServiceParent(self)
+        if self.primary:  # the upkeep of the node, done once
+            _Periodic(
+                "directory sync", config.ldap.sync_interval, self.sync_directory, self.clock
+            ).setServiceParent(self)
+            _Periodic("purge", PURGE_INTERVAL, self._purge, self.clock).setServiceParent(self)
+            self._sign = signing.signer(self.authority.signing_key())
+            _Periodic(
+                "audit checkpoint", CHECKPOINT_INTERVAL, self._checkpoint, self.clock
+            ).setServiceParent(self)
+        if config.listen.processes > 1:
+            # Letters registered by the other processes wake this one's event streams.
+            _Periodic(
+                "event stream wake-ups", EVENT_POLL_INTERVAL, self._wake_streams, self.clock
+            ).setServiceParent(self)
         self.worker.setServiceParent(self)
         # Say "govnode", not which Twisted release answers.
         server.version = b"govnode"
@@ -225,25 +243,48 @@ class Node(MultiService):
         agency_site.displayTracebacks = False
         admin_site = _QuietSite(admin_api.app.resource(), timeout=SITE_TIMEOUT)
         admin_site.displayTracebacks = False
+        api = config.listen.api
+        api_endpoint: Any = _endpoint(reactor, api)
+        if secondary_on_port is not None:
+            api_endpoint = ReusePortEndpoint(reactor, replace(api, port=secondary_on_port))
+        elif config.listen.processes > 1:
+            api_endpoint = ReusePortEndpoint(reactor, api)
         self.api_listener = _Listener(
-            "agency api",
-            _endpoint(reactor, config.listen.api),
-            TLSMemoryBIOFactory(self.tls, False, agency_site),
-        )
-        self.admin_listener = _Listener(
-            "admin", _endpoint(reactor, config.listen.admin), admin_site
+            "agency api", api_endpoint, TLSMemoryBIOFactory(self.tls, False, agency_site)
         )
         self.api_listener.setServiceParent(self)
-        self.admin_listener.setServiceParent(self)
+        self.admin_listener: _Listener | None = None
+        if self.primary:
+            self.admin_listener = _Listener(
+                "admin", _endpoint(reactor, config.listen.admin), admin_site
+            )
+            self.admin_listener.setServiceParent(self)
+        self._last_event: int | None = None
 
     async def ready(self) -> tuple[str, str]:
         """The URLs of the agency API and the admin listener, once both listen."""
         api_port = await self.api_listener.listening
+        if self.admin_listener is None:
+            return _url("https", self.config.listen.api, api_port), ""
         admin_port = await self.admin_listener.listening
         return (
             _url("https", self.config.listen.api, api_port),
             _url("http", self.config.listen.admin, admin_port),
         )
+
+    async def _wake_streams(self) -> None:
+        """Wake the event streams of addresses whose letters changed in any process."""
+        try:
+            if not self.hub.listeners or self._last_event is None:
+                # Keep the position even with no stream open: a stream that opens
+                # must hear of what committed after the look before it.
+                self._last_event = await self.db.read(mailbox.thd_last_event_id)
+                return
+            last, addresses = await self.db.read(mailbox.thd_changed_since, self._last_event)
+        except DatabaseUnavailable:
+            return  # ten times a second: /healthz and the other jobs say it already
+        self._last_event = last
+        self.hub.notify(addresses)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), UTC)

@@ -73,7 +73,9 @@ def _worker(
         code, ca, cert, key, token = client_spec
         client = AgencyClient(url, Path(ca), Path(cert), Path(key), token=token, timeout=30)
         local: list[tuple[float, float, int]] = []
-        next_at = time.monotonic()
+        # Paced clients start at random points of their interval, as independent
+        # agencies would; starting together would send the letters in bursts.
+        next_at = time.monotonic() + (rng.random() * interval if interval else 0.0)
         while time.monotonic() < stop_at:
             if interval is not None:
                 next_at += interval

@@ -1,8 +1,15 @@
-"""Prometheus metrics of one node (its own registry, so tests can run several)."""
+"""Prometheus metrics of one node (its own registry, so tests can run several).
+
+With several processes (`listen.processes`), each writes its counts to files
+(`govnode.processes.use_shared_metrics`) and /metrics adds them up.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 
 class Metrics:
@@ -31,12 +38,14 @@ class Metrics:
             "govnode_directory_agencies",
             "Agencies in the directory cache after the last sync",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.certificate_expiry = Gauge(
             "govnode_certificate_expiry_seconds",
             "Seconds until a node certificate expires",
             ["certificate"],
             registry=self.registry,
+            multiprocess_mode="min",
         )
         self.letters_registered = Counter(
             "govnode_letters_registered", "Letters registered", registry=self.registry
@@ -58,4 +67,9 @@ class Metrics:
         self.ldap_seconds.labels(operation=operation).observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=shared)
+        return generate_latest(registry)

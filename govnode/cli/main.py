@@ -90,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "check", help="validate config, reach LDAP and the database, report expiring certificates"
     ).set_defaults(run=commands.check)
-    sub.add_parser("serve", help="run the node in the foreground").set_defaults(run=commands.serve)
+    serve = sub.add_parser("serve", help="run the node in the foreground")
+    # Used by the primary process to start the others (listen.processes).
+    serve.add_argument("--secondary-on-port", type=int, default=None, help=argparse.SUPPRESS)
+    serve.set_defaults(run=commands.serve)
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     audit_sub.add_parser("verify", help="check the chain and its signed checkpoints").set_defaults(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -18,14 +19,17 @@ from twisted.logger import (
 )
 
 from govnode.config import Config
+from govnode.processes import SECONDARY_READY, Secondaries, use_shared_metrics, watch_parent
 
 _log = Logger()
 
 
-def serve(config: Config) -> int:
-    from twisted.internet import reactor as default_reactor
+def serve(config: Config, *, home: Path, secondary_on_port: int | None = None) -> int:
+    """Run the node until SIGTERM; with `listen.processes` > 1, the primary of several.
 
-    from govnode.node import Node
+    `secondary_on_port`: this process is a secondary that the primary started.
+    """
+    from twisted.internet import reactor as default_reactor
 
     reactor: Any = default_reactor
     # Info and above: per-letter details are debug (the audit log holds every letter).
@@ -33,23 +37,49 @@ def serve(config: Config) -> int:
         textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.info)]
     )
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-    node = Node(config, reactor=reactor)
+    several = config.listen.processes > 1
+    home = home.absolute()  # the secondaries are started with it
+    if several:
+        use_shared_metrics(config.node.data_dir / "metrics", fresh=secondary_on_port is None)
+
+    from govnode.node import Node
+
+    node = Node(config, reactor=reactor, secondary_on_port=secondary_on_port)
+    secondaries: Secondaries | None = None
     outcome = {"code": 0}
 
     async def start() -> None:
+        nonlocal secondaries
         node.startService()
         try:
             api_url, admin_url = await node.ready()
+            if secondary_on_port is not None:
+                watch_parent(reactor)
+                print(SECONDARY_READY, flush=True)
+                return
+            if several:
+                listening: Any = (await node.api_listener.listening).getHost()
+                secondaries = Secondaries(
+                    reactor,
+                    home=home,
+                    api_port=listening.port,
+                    count=config.listen.processes - 1,
+                )
+                secondaries.setServiceParent(node)
+                await secondaries.ready()
         except Exception as exc:  # noqa: BLE001 - any failure to listen ends the daemon
             _log.critical("cannot start: {error}", error=str(exc))
             outcome["code"] = 1
             await node.stopService()
             reactor.stop()
             return
-        print(f"govnode ready: {config.node.id} {api_url} admin={admin_url}", flush=True)
+        processes = f" processes={config.listen.processes}" if several else ""
+        print(f"govnode ready: {config.node.id} {api_url} admin={admin_url}{processes}", flush=True)
 
-    def reload_certificates(_signum: int, _frame: FrameType | None) -> None:
+    def reload_certificates(signum: int, _frame: FrameType | None) -> None:
         reactor.callFromThread(_reload, node)
+        if secondaries is not None:
+            reactor.callFromThread(secondaries.forward, signum)
 
     signal.signal(signal.SIGHUP, reload_certificates)
     reactor.addSystemEventTrigger(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -249,6 +250,7 @@ def parse_config(path: Path, document: Mapping[str, Any], *, read_secrets: bool 
             lambda s: ListenSection(
                 api=_endpoint(s, "api", "127.0.0.1:8443"),
                 admin=_endpoint(s, "admin", "127.0.0.1:8081"),
+                processes=s.integer("processes", 0, minimum=0, maximum=64) or os.cpu_count() or 1,
             ),
         ),
         tls=_section(root, "tls", _tls),

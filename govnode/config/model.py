@@ -27,6 +27,7 @@ class Endpoint:
 class ListenSection:
     api: Endpoint
     admin: Endpoint
+    processes: int = 1  # processes sharing the API port; 0 in the file: one per CPU core
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,9 @@ data_dir = "data"
 api = {_toml(v.api_listen)}
 # /healthz and /metrics, plain HTTP: keep it on loopback or a management network.
 admin = {_toml(v.admin_listen)}
+# Processes that serve the agency API, sharing its port (each has its own
+# Python interpreter; they share the database). 0: one per CPU core.
+processes = 0
 
 [tls]
 # The node CA (issues agency certificates) and the server certificate.

@@ -10,7 +10,12 @@ after the commit: durable (one fsync per batch) without costing throughput.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, insert
@@ -111,6 +116,49 @@ def _insert_statement(conn: Connection, table: Table, columns: list[str]) -> str
     return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
 
 
+class WriterLock:
+    """An exclusive lock file that the SQLite writers of all processes take in turn.
+
+    Several `govnode serve` processes share one SQLite file. SQLite's own busy
+    handler polls with sleeps of up to 100 ms; a blocking `flock` hands the
+    write lock on the moment it is released. Threads of one process are
+    serialized by a mutex first (flock locks belong to the open file).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._mutex.acquire()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            self._mutex.release()
+            raise DatabaseUnavailable(f"cannot open the writer lock {self.path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            self._mutex.release()
+            raise
+        self._fd = fd
+
+    def __exit__(self, *_exc: object) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing releases the flock
+        self._mutex.release()
+
+
+def _writer_lock(engine: Engine) -> contextlib.AbstractContextManager[None]:
+    database = engine.url.database if is_sqlite(engine) else None
+    if not database or database == ":memory:":
+        return contextlib.nullcontext()
+    return WriterLock(Path(f"{database}-writer.lock"))
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -130,6 +178,7 @@ class Database:
         self, url: str, *, reactor: IReactorThreads | None = None, pool_size: int = 8
     ) -> None:
         self.engine = make_engine(url)
+        self._write_lock = _writer_lock(self.engine)
         sqlite = is_sqlite(self.engine)
         self.read_engine = make_engine(url, begin="BEGIN") if sqlite else self.engine
         self._reactor = reactor
@@ -155,7 +204,7 @@ class Database:
     ) -> T:
         """Run `fn(conn, ...)` in one write transaction, here and now."""
         try:
-            with self.engine.begin() as conn:
+            with self._write_lock, self.engine.begin() as conn:
                 return fn(conn, *args, **kwargs)
         except DBAPIError as exc:
             raise _unavailable(exc) from exc
@@ -211,7 +260,7 @@ class Database:
         """
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self.engine.begin() as conn:
+            with self._write_lock, self.engine.begin() as conn:
                 if len(work) == 1:
                     outcomes.append((True, work[0](conn)))
                     return outcomes

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, null, select, update
 
 from govnode.domain.status import PROGRESS, RecipientStatus, letter_status
-from govnode.store import audit
+from govnode.store import audit, sql
 from govnode.store.schema import attachments, events, letters, recipients
 
 
@@ -336,3 +336,18 @@ def thd_stream(conn: Connection, address: str, *, after: int, limit: int = 200) 
 
 def thd_last_event_id(conn: Connection) -> int:
     return int(conn.scalar(select(events.c.id).order_by(events.c.id.desc()).limit(1)) or 0)
+
+
+def thd_changed_since(conn: Connection, after: int, *, limit: int = 10_000) -> tuple[int, set[str]]:
+    """(last event id, addresses concerned) of the events after `after`: for the
+    event streams of one process to hear of letters another process changed."""
+    rows = sql.run(
+        conn,
+        "SELECT events.id, events.address, letters.sender FROM events"
+        " JOIN letters ON letters.id = events.letter_id"
+        " WHERE events.id > :after ORDER BY events.id LIMIT :limit",
+        {"after": after, "limit": limit},
+    ).all()
+    if not rows:
+        return after, set()
+    return int(rows[-1].id), {row.address for row in rows} | {row.sender for row in rows}

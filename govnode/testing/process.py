@@ -13,7 +13,8 @@ from pathlib import Path
 from types import TracebackType
 
 READY = re.compile(
-    r"^govnode ready: (?P<node>\S+) (?P<api>https://\S+) admin=(?P<admin>http://\S+)$"
+    r"^govnode ready: (?P<node>\S+) (?P<api>https://\S+) admin=(?P<admin>http://\S+)"
+    r"( processes=(?P<processes>\d+))?$"
 )
 
 

@@ -1,0 +1,214 @@
+"""Several `govnode serve` processes on one API port (`listen.processes`).
+
+Each Python process has one GIL, which TLS, HTTP and the database writer
+share; a second process doubles what the node can do on two cores. The
+primary binds the API port with SO_REUSEPORT (the kernel spreads new
+connections over the processes), then starts the secondaries on that port
+and restarts any that dies. Secondaries serve the agency API and deliver
+letters; periodic upkeep (directory sync, purge, audit checkpoints, CRL
+re-publication) and the admin listener stay in the primary. All share the
+database: SQLite writers take turns through `WriterLock`, PostgreSQL's row
+locks do the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, protocol, task
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from govnode.config.model import Endpoint
+
+SECONDARY_READY = "govnode secondary ready"
+RESTART_DELAY = 1.0  # seconds before a secondary that died is started again
+STOP_TIMEOUT = 15.0  # seconds a secondary may take to stop before it is killed
+
+
+class ReusePortEndpoint:
+    """Listens with SO_REUSEPORT so that the node's processes share one port."""
+
+    def __init__(self, reactor: Any, where: Endpoint, *, backlog: int = 1024) -> None:
+        self._reactor = reactor
+        self._where = where
+        self._backlog = backlog
+
+    def listen(self, factory: protocol.Factory) -> defer.Deferred[IListeningPort]:
+        family = socket.AF_INET6 if ":" in self._where.host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((self._where.host, self._where.port))
+                sock.listen(self._backlog)
+                sock.setblocking(False)
+                # The reactor takes a duplicate of the descriptor; ours is closed here.
+                port = self._reactor.adoptStreamPort(sock.fileno(), family, factory)
+        except OSError as exc:
+            return defer.fail(OSError(exc.errno, f"cannot listen on {self._where}: {exc.strerror}"))
+        return defer.succeed(port)
+
+
+def use_shared_metrics(directory: Path, *, fresh: bool) -> None:
+    """Count metrics in files that every process writes and /metrics sums up.
+
+    Must run before the first metric is made. The primary empties the
+    directory at start-up (`fresh`), so counts begin at zero with the node.
+    """
+    from prometheus_client import values
+
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if fresh:
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    values.ValueClass = values.MultiProcessValue()
+
+
+class _Secondary(protocol.ProcessProtocol):
+    """One secondary process: says when it is ready and when it ended."""
+
+    def __init__(self, on_ready: Callable[[], None], on_end: Callable[[int | None], None]) -> None:
+        self._on_ready = on_ready
+        self._on_end = on_end
+        self._buffer = b""
+
+    def outReceived(self, data: bytes) -> None:
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            if line.decode("utf-8", "replace").strip() == SECONDARY_READY:
+                self._on_ready()
+
+    def processEnded(self, reason: Failure) -> None:
+        self._on_end(getattr(reason.value, "exitCode", None))
+
+
+class Secondaries(Service):
+    """Starts `count` secondary processes on the API port and keeps them running."""
+
+    _log = Logger()
+
+    def __init__(self, reactor: Any, *, home: Path, api_port: int, count: int) -> None:
+        self.setName("secondary processes")
+        self._reactor = reactor
+        self._argv = [
+            sys.executable,
+            "-m",
+            "govnode.cli.main",
+            "--home",
+            str(home),
+            "serve",
+            "--secondary-on-port",
+            str(api_port),
+        ]
+        self._count = count
+        self._processes: dict[int, Any] = {}  # slot -> IProcessTransport
+        self._ended: dict[int, defer.Deferred[None]] = {}
+        self._waiting: list[defer.Deferred[None]] = []
+        self._not_ready = set(range(count))
+
+    def startService(self) -> None:
+        super().startService()
+        for slot in range(self._count):
+            self._spawn(slot)
+
+    def ready(self) -> defer.Deferred[None]:
+        """Fires once every secondary has said it listens."""
+        if not self._not_ready:
+            return defer.succeed(None)
+        waiting: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(waiting)
+        return waiting
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self._processes.values() if process.pid]
+
+    def _spawn(self, slot: int) -> None:
+        if not self.running:
+            return
+        self._ended[slot] = defer.Deferred()
+        handler = _Secondary(lambda: self._ready(slot), lambda code: self._end(slot, code))
+        self._processes[slot] = self._reactor.spawnProcess(
+            handler,
+            self._argv[0],
+            self._argv,
+            env=dict(os.environ),
+            childFDs={0: "w", 1: "r", 2: 2},  # its log lines go where ours go
+        )
+
+    def _ready(self, slot: int) -> None:
+        self._log.info("secondary process {pid} ready", pid=self._processes[slot].pid, slot=slot)
+        self._not_ready.discard(slot)
+        if not self._not_ready:
+            waiting, self._waiting = self._waiting, []
+            for done in waiting:
+                done.callback(None)
+
+    def _end(self, slot: int, code: int | None) -> None:
+        process = self._processes.pop(slot, None)
+        ended = self._ended.pop(slot, None)
+        if ended is not None:
+            ended.callback(None)
+        if not self.running:
+            return
+        self._log.error(
+            "secondary process {pid} ended (exit {code}); starting another in {delay:.0f} s",
+            pid=process.pid if process is not None else "?",
+            code=code,
+            delay=RESTART_DELAY,
+        )
+        self._reactor.callLater(RESTART_DELAY, self._spawn, slot)
+
+    def stopService(self) -> defer.Deferred[Any]:
+        super().stopService()
+        waits = list(self._ended.values())
+        for process in list(self._processes.values()):
+            _signal(process, "TERM")
+        killer = self._reactor.callLater(STOP_TIMEOUT, self._kill_all)
+        done: defer.Deferred[Any] = defer.DeferredList(waits)
+        done.addBoth(lambda result: killer.cancel() if killer.active() else None)
+        return done
+
+    def _kill_all(self) -> None:
+        for process in list(self._processes.values()):
+            self._log.error("secondary process {pid} did not stop; killing it", pid=process.pid)
+            _signal(process, "KILL")
+
+    def forward(self, signum: int) -> None:
+        """Pass a signal on (SIGHUP: reload certificates in every process)."""
+        for process in list(self._processes.values()):
+            if process.pid:
+                os.kill(process.pid, signum)
+
+
+def _signal(process: Any, name: str) -> None:
+    with contextlib.suppress(ProcessExitedAlready):
+        process.signalProcess(name)
+
+
+def watch_parent(reactor: Any, *, interval: float = 1.0) -> task.LoopingCall:
+    """A secondary stops when its primary is gone (killed without a chance to stop it)."""
+    parent = os.getppid()
+
+    def check() -> None:
+        if os.getppid() != parent:
+            Logger().error("primary process {pid} is gone; stopping", pid=parent)
+            loop.stop()
+            reactor.stop()
+
+    loop = task.LoopingCall(check)
+    loop.clock = reactor
+    loop.start(interval, now=False)
+    return loop
