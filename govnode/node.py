@@ -24,6 +24,7 @@ from govnode.api.auth import Authenticator
 from govnode.api.hub import EventHub
 from govnode.api.limits import limited_request
 from govnode.api.metrics import Metrics
+from govnode.api.resource import AcyclicKleinResource
 from govnode.config.model import Config, Endpoint
 from govnode.directory.errors import DirectoryUnavailable
 from govnode.directory.ldap import LdapDirectory
@@ -233,7 +234,7 @@ class Node(MultiService):
         # Say "govnode", not which Twisted release answers.
         server.version = b"govnode"
         agency_site = _QuietSite(
-            agency_api.app.resource(),
+            AcyclicKleinResource(agency_api.app),
             timeout=SITE_TIMEOUT,
             requestFactory=limited_request(config.limits.max_body_bytes),
             # JSON only: no form parsing, which runs the stdlib's e-mail header
@@ -241,7 +242,7 @@ class Node(MultiService):
             parsePOSTFormSubmission=False,
         )
         agency_site.displayTracebacks = False
-        admin_site = _QuietSite(admin_api.app.resource(), timeout=SITE_TIMEOUT)
+        admin_site = _QuietSite(AcyclicKleinResource(admin_api.app), timeout=SITE_TIMEOUT)
         admin_site.displayTracebacks = False
         api = config.listen.api
         api_endpoint: Any = _endpoint(reactor, api)
@@ -260,6 +261,22 @@ class Node(MultiService):
             )
             self.admin_listener.setServiceParent(self)
         self._last_event: int | None = None
+
+    def stopService(self) -> defer.Deferred[Any]:
+        """Stop the listeners, jobs and worker first, the pools they use last.
+
+        Stopping everything at once could stop the database threads under a
+        delivery batch still queued for them, which then never finished and
+        neither did the shutdown.
+        """
+        Service.stopService(self)
+        pools = [self.getServiceNamed("database"), self.getServiceNamed("ldap")]
+        users = [service for service in reversed(list(self)) if service not in pools]
+
+        def stop_all(services: list[Any]) -> defer.Deferred[Any]:
+            return defer.DeferredList([defer.maybeDeferred(s.stopService) for s in services])
+
+        return stop_all(users).addCallback(lambda _: stop_all(pools))
 
     async def ready(self) -> tuple[str, str]:
         """The URLs of the agency API and the admin listener, once both listen."""

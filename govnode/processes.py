@@ -206,6 +206,7 @@ def watch_parent(reactor: Any, *, interval: float = 1.0) -> task.LoopingCall:
         if os.getppid() != parent:
             Logger().error("primary process {pid} is gone; stopping", pid=parent)
             loop.stop()
+            reactor.callLater(STOP_TIMEOUT, os._exit, 1)  # a clean stop, or none at all
             reactor.stop()
 
     loop = task.LoopingCall(check)

@@ -75,6 +75,14 @@ class NodeProcess:
         assert self._process is not None
         return self._process.pid
 
+    def secondary_pids(self) -> list[int]:
+        """The processes the node started beside this one (`listen.processes`)."""
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(child) for child in children.split()]
+
     def exit_code(self) -> int | None:
         """The exit code once the process has ended, else None."""
         return None if self._process is None else self._process.poll()
