@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from pathlib import Path
@@ -55,6 +56,7 @@ def serve(config: Config, *, home: Path, secondary_on_port: int | None = None) -
             api_url, admin_url = await node.ready()
             if secondary_on_port is not None:
                 watch_parent(reactor)
+                _freeze_startup_objects()
                 print(SECONDARY_READY, flush=True)
                 return
             if several:
@@ -73,6 +75,7 @@ def serve(config: Config, *, home: Path, secondary_on_port: int | None = None) -
             await node.stopService()
             reactor.stop()
             return
+        _freeze_startup_objects()
         processes = f" processes={config.listen.processes}" if several else ""
         print(f"govnode ready: {config.node.id} {api_url} admin={admin_url}{processes}", flush=True)
 
@@ -92,6 +95,14 @@ def serve(config: Config, *, home: Path, secondary_on_port: int | None = None) -
     )
     reactor.run()
     return outcome["code"]
+
+
+def _freeze_startup_objects() -> None:
+    """Leave what start-up made (modules, SQLAlchemy's tables and caches, routes)
+    out of garbage collections: a full collection scanned all of it, a pause of
+    about 70 ms in the answers under way."""
+    gc.collect()
+    gc.freeze()
 
 
 def _reload(node: Any) -> None:
