@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -33,7 +32,7 @@ from govnode.pki.authority import NodeAuthority
 from govnode.pki.ca import certificate_not_after
 from govnode.pki.errors import PkiError
 from govnode.pki.tls import ServerTLS
-from govnode.processes import ReusePortEndpoint
+from govnode.processes import SharedSocketEndpoint
 from govnode.relay.worker import DeliveryWorker
 from govnode.store import audit, letters, mailbox, tokens
 from govnode.store import directory as directory_store
@@ -159,12 +158,12 @@ class Node(MultiService):
         *,
         reactor: Any,
         clock: IReactorTime | None = None,
-        secondary_on_port: int | None = None,
+        secondary: bool = False,
     ) -> None:
-        """`secondary_on_port`: run as a secondary process on the primary's API port."""
+        """`secondary`: run as a secondary process on the primary's API socket."""
         super().__init__()
         self.config = config
-        self.primary = secondary_on_port is None
+        self.primary = not secondary
         self._reactor: Any = reactor
         self.clock: IReactorTime = clock or reactor
         self.metrics = Metrics()
@@ -246,10 +245,9 @@ class Node(MultiService):
         admin_site.displayTracebacks = False
         api = config.listen.api
         api_endpoint: Any = _endpoint(reactor, api)
-        if secondary_on_port is not None:
-            api_endpoint = ReusePortEndpoint(reactor, replace(api, port=secondary_on_port))
-        elif config.listen.processes > 1:
-            api_endpoint = ReusePortEndpoint(reactor, api)
+        self.shared_api: SharedSocketEndpoint | None = None
+        if config.listen.processes > 1:
+            api_endpoint = self.shared_api = SharedSocketEndpoint(reactor, api, inherited=secondary)
         self.api_listener = _Listener(
             "agency api", api_endpoint, TLSMemoryBIOFactory(self.tls, False, agency_site)
         )
@@ -276,6 +274,8 @@ class Node(MultiService):
         def stop_all(services: list[Any]) -> defer.Deferred[Any]:
             return defer.DeferredList([defer.maybeDeferred(s.stopService) for s in services])
 
+        if self.shared_api is not None:
+            self.shared_api.close()
         return stop_all(users).addCallback(lambda _: stop_all(pools))
 
     async def ready(self) -> tuple[str, str]:

@@ -2,9 +2,10 @@
 
 Each Python process has one GIL, which TLS, HTTP and the database writer
 share; a second process doubles what the node can do on two cores. The
-primary binds the API port with SO_REUSEPORT (the kernel spreads new
-connections over the processes), then starts the secondaries on that port
-and restarts any that dies. Secondaries serve the agency API and deliver
+primary binds the API socket and hands it to the secondaries it starts (as
+file descriptor 3), so all accept from one queue: a busy process leaves new
+connections to the others (SO_REUSEPORT would split them by hash, however
+busy each is). It restarts any secondary that dies. Secondaries serve the agency API and deliver
 letters; periodic upkeep (directory sync, purge, audit checkpoints, CRL
 re-publication) and the admin listener stay in the primary. All share the
 database: SQLite writers take turns through `WriterLock`, PostgreSQL's row
@@ -35,27 +36,55 @@ RESTART_DELAY = 1.0  # seconds before a secondary that died is started again
 STOP_TIMEOUT = 15.0  # seconds a secondary may take to stop before it is killed
 
 
-class ReusePortEndpoint:
-    """Listens with SO_REUSEPORT so that the node's processes share one port."""
+SHARED_FD = 3  # where a secondary finds the API socket
 
-    def __init__(self, reactor: Any, where: Endpoint, *, backlog: int = 1024) -> None:
+
+class SharedSocketEndpoint:
+    """The API socket of several processes.
+
+    In the primary it binds the socket and keeps it open (`fileno`) for the
+    secondaries; in a secondary (`inherited`) it listens on the socket it was
+    given as `SHARED_FD`.
+    """
+
+    def __init__(
+        self, reactor: Any, where: Endpoint, *, inherited: bool, backlog: int = 1024
+    ) -> None:
         self._reactor = reactor
         self._where = where
+        self._inherited = inherited
         self._backlog = backlog
+        self._socket: socket.socket | None = None
+
+    @property
+    def fileno(self) -> int:
+        assert self._socket is not None, "listen first"
+        return self._socket.fileno()
+
+    def close(self) -> None:
+        """Stop holding the socket open for secondaries (the node is stopping)."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     def listen(self, factory: protocol.Factory) -> defer.Deferred[IListeningPort]:
+        if self._inherited:
+            with socket.socket(fileno=SHARED_FD) as inherited:
+                # The reactor takes a duplicate; the inherited descriptor is closed here.
+                port = self._reactor.adoptStreamPort(SHARED_FD, inherited.family, factory)
+            return defer.succeed(port)
         family = socket.AF_INET6 if ":" in self._where.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            with socket.socket(family, socket.SOCK_STREAM) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind((self._where.host, self._where.port))
-                sock.listen(self._backlog)
-                sock.setblocking(False)
-                # The reactor takes a duplicate of the descriptor; ours is closed here.
-                port = self._reactor.adoptStreamPort(sock.fileno(), family, factory)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._where.host, self._where.port))
+            sock.listen(self._backlog)
+            sock.setblocking(False)
+            port = self._reactor.adoptStreamPort(sock.fileno(), family, factory)
         except OSError as exc:
+            sock.close()
             return defer.fail(OSError(exc.errno, f"cannot listen on {self._where}: {exc.strerror}"))
+        self._socket = sock  # kept open: the secondaries started later inherit it
         return defer.succeed(port)
 
 
@@ -99,7 +128,7 @@ class Secondaries(Service):
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, *, home: Path, api_port: int, count: int) -> None:
+    def __init__(self, reactor: Any, *, home: Path, api_socket: int, count: int) -> None:
         self.setName("secondary processes")
         self._reactor = reactor
         self._argv = [
@@ -109,9 +138,9 @@ class Secondaries(Service):
             "--home",
             str(home),
             "serve",
-            "--secondary-on-port",
-            str(api_port),
+            "--secondary",
         ]
+        self._api_socket = api_socket
         self._count = count
         self._processes: dict[int, Any] = {}  # slot -> IProcessTransport
         self._ended: dict[int, defer.Deferred[None]] = {}
@@ -145,7 +174,8 @@ class Secondaries(Service):
             self._argv[0],
             self._argv,
             env=dict(os.environ),
-            childFDs={0: "w", 1: "r", 2: 2},  # its log lines go where ours go
+            # Its log lines go where ours go; it serves the API socket we bound.
+            childFDs={0: "w", 1: "r", 2: 2, SHARED_FD: self._api_socket},
         )
 
     def _ready(self, slot: int) -> None:

@@ -474,7 +474,7 @@ def serve(args: argparse.Namespace) -> int:
 
     config = _load(args.home)
     _database(config)  # refuses an old schema before anything listens
-    return run_node(config, home=args.home, secondary_on_port=args.secondary_on_port)
+    return run_node(config, home=args.home, secondary=args.secondary)
 
 
 def audit_verify(args: argparse.Namespace) -> int:

@@ -25,10 +25,10 @@ from govnode.processes import SECONDARY_READY, Secondaries, use_shared_metrics, 
 _log = Logger()
 
 
-def serve(config: Config, *, home: Path, secondary_on_port: int | None = None) -> int:
+def serve(config: Config, *, home: Path, secondary: bool = False) -> int:
     """Run the node until SIGTERM; with `listen.processes` > 1, the primary of several.
 
-    `secondary_on_port`: this process is a secondary that the primary started.
+    `secondary`: this process is a secondary that the primary started.
     """
     from twisted.internet import reactor as default_reactor
 
@@ -41,11 +41,11 @@ def serve(config: Config, *, home: Path, secondary_on_port: int | None = None) -
     several = config.listen.processes > 1
     home = home.absolute()  # the secondaries are started with it
     if several:
-        use_shared_metrics(config.node.data_dir / "metrics", fresh=secondary_on_port is None)
+        use_shared_metrics(config.node.data_dir / "metrics", fresh=not secondary)
 
     from govnode.node import Node
 
-    node = Node(config, reactor=reactor, secondary_on_port=secondary_on_port)
+    node = Node(config, reactor=reactor, secondary=secondary)
     secondaries: Secondaries | None = None
     outcome = {"code": 0}
 
@@ -54,17 +54,17 @@ def serve(config: Config, *, home: Path, secondary_on_port: int | None = None) -
         node.startService()
         try:
             api_url, admin_url = await node.ready()
-            if secondary_on_port is not None:
+            if secondary:
                 watch_parent(reactor)
                 _freeze_startup_objects()
                 print(SECONDARY_READY, flush=True)
                 return
             if several:
-                listening: Any = (await node.api_listener.listening).getHost()
+                assert node.shared_api is not None
                 secondaries = Secondaries(
                     reactor,
                     home=home,
-                    api_port=listening.port,
+                    api_socket=node.shared_api.fileno,
                     count=config.listen.processes - 1,
                 )
                 secondaries.setServiceParent(node)
