@@ -376,7 +376,7 @@ class Node(MultiService):
         changed = False
         now = self.now()
         try:
-            if self.authority.crl_due(now=now):
+            if self.primary and self.authority.crl_due(now=now):
                 self.authority.publish_crl(now=now)
                 said.append((LogLevel.info, "CRL re-published before its next update"))
         except (PkiError, DatabaseUnavailable, OSError, ValueError) as exc:

@@ -15,7 +15,9 @@ locks do the rest.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -32,11 +34,14 @@ from twisted.python.failure import Failure
 from govnode.config.model import Endpoint
 
 SECONDARY_READY = "govnode secondary ready"
-RESTART_DELAY = 1.0  # seconds before a secondary that died is started again
+RESTART_DELAY = 1.0  # seconds before a secondary that died is started again (then doubling)
+MAX_RESTART_DELAY = 60.0
+START_ATTEMPTS = 3  # secondaries that die before they are ready, before the node gives up
 STOP_TIMEOUT = 15.0  # seconds a secondary may take to stop before it is killed
 
 
 SHARED_FD = 3  # where a secondary finds the API socket
+PR_SET_PDEATHSIG = 1
 
 
 class SharedSocketEndpoint:
@@ -138,7 +143,8 @@ class Secondaries(Service):
             "--home",
             str(home),
             "serve",
-            "--secondary",
+            "--secondary-of",
+            str(os.getpid()),
         ]
         self._api_socket = api_socket
         self._count = count
@@ -146,6 +152,10 @@ class Secondaries(Service):
         self._ended: dict[int, defer.Deferred[None]] = {}
         self._waiting: list[defer.Deferred[None]] = []
         self._not_ready = set(range(count))
+        self._ready_slots: set[int] = set()
+        self._failed_starts = 0
+        self._delay: dict[int, float] = {}
+        self._pids: dict[int, int] = {}
 
     def startService(self) -> None:
         super().startService()
@@ -177,9 +187,12 @@ class Secondaries(Service):
             # Its log lines go where ours go; it serves the API socket we bound.
             childFDs={0: "w", 1: "r", 2: 2, SHARED_FD: self._api_socket},
         )
+        self._pids[slot] = self._processes[slot].pid
 
     def _ready(self, slot: int) -> None:
         self._log.info("secondary process {pid} ready", pid=self._processes[slot].pid, slot=slot)
+        self._ready_slots.add(slot)
+        self._delay.pop(slot, None)
         self._not_ready.discard(slot)
         if not self._not_ready:
             waiting, self._waiting = self._waiting, []
@@ -187,19 +200,39 @@ class Secondaries(Service):
                 done.callback(None)
 
     def _end(self, slot: int, code: int | None) -> None:
-        process = self._processes.pop(slot, None)
+        self._processes.pop(slot, None)
+        was_ready = slot in self._ready_slots
+        self._ready_slots.discard(slot)
         ended = self._ended.pop(slot, None)
         if ended is not None:
             ended.callback(None)
+        pid = self._pids.pop(slot, None)
+        if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)  # its "live" gauges count no more
         if not self.running:
             return
+        if self._not_ready and not was_ready:
+            self._failed_starts += 1
+            if self._failed_starts >= START_ATTEMPTS:
+                error = RuntimeError(
+                    f"{self._failed_starts} secondary processes ended before they were"
+                    " ready; see their errors above"
+                )
+                waiting, self._waiting = self._waiting, []
+                for done in waiting:
+                    done.errback(error)
+                return
+        delay = self._delay.get(slot, RESTART_DELAY)
+        self._delay[slot] = min(delay * 2, MAX_RESTART_DELAY)
         self._log.error(
             "secondary process {pid} ended (exit {code}); starting another in {delay:.0f} s",
-            pid=process.pid if process is not None else "?",
+            pid=pid,
             code=code,
-            delay=RESTART_DELAY,
+            delay=delay,
         )
-        self._reactor.callLater(RESTART_DELAY, self._spawn, slot)
+        self._reactor.callLater(delay, self._spawn, slot)
 
     def stopService(self) -> defer.Deferred[Any]:
         super().stopService()
@@ -218,8 +251,9 @@ class Secondaries(Service):
 
     def forward(self, signum: int) -> None:
         """Pass a signal on (SIGHUP: reload certificates in every process)."""
-        for process in list(self._processes.values()):
-            if process.pid:
+        for slot, process in list(self._processes.items()):
+            # One still starting may not handle the signal yet: it would end.
+            if process.pid and slot in self._ready_slots:
                 os.kill(process.pid, signum)
 
 
@@ -228,9 +262,15 @@ def _signal(process: Any, name: str) -> None:
         process.signalProcess(name)
 
 
-def watch_parent(reactor: Any, *, interval: float = 1.0) -> task.LoopingCall:
-    """A secondary stops when its primary is gone (killed without a chance to stop it)."""
-    parent = os.getppid()
+def die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM the moment our parent process ends."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def watch_parent(reactor: Any, parent: int, *, interval: float = 1.0) -> task.LoopingCall:
+    """A secondary stops when its primary `parent` is gone (killed without a chance
+    to stop it), also if it was gone before this process got this far."""
 
     def check() -> None:
         if os.getppid() != parent:
@@ -241,5 +281,5 @@ def watch_parent(reactor: Any, *, interval: float = 1.0) -> task.LoopingCall:
 
     loop = task.LoopingCall(check)
     loop.clock = reactor
-    loop.start(interval, now=False)
+    loop.start(interval, now=True)
     return loop

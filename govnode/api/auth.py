@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from govnode.api.errors import ApiError, invalid_field, unauthenticated, unavailable
@@ -24,6 +25,8 @@ from govnode.store.database import Database
 from govnode.store.records import TokenRecord
 
 TOKEN_BYTES = 32  # 256 random bits
+BUSY_WAIT = 15.0  # seconds a login waits for other processes' attempts for its username
+BUSY_POLL = 0.05
 SESSION_CACHE_SIZE = 50_000
 
 
@@ -76,7 +79,8 @@ class OneAtATime:
             return await call()
         finally:
             lock.release()  # hands the lock straight to the next waiter, if any
-            if not lock.locked:
+            # That waiter may have finished (and forgotten the key) already.
+            if not lock.locked and self._locks.get(key) is lock:
                 del self._locks[key]
 
     def __len__(self) -> int:
@@ -116,16 +120,29 @@ class Authenticator:
         key = username.strip().casefold()
         return await self._attempts.run(key, lambda: self._attempt(key, username, password, client))
 
+    async def _begin_attempt(self, key: str, now: float) -> tuple[float, int | None]:
+        """Record the attempt; while other processes' attempts for this username
+        could, with this one, reach the lockout limit, wait for their outcome."""
+        deadline = self._clock.seconds() + BUSY_WAIT
+        while True:
+            wait, attempt = await self._db.run(
+                tokens.thd_begin_attempt,
+                key,
+                now=now,
+                limit=self._limits.lockout_failures,
+                window=self._limits.lockout_window,
+            )
+            if wait > 0 or attempt is not None:
+                return wait, attempt
+            if self._clock.seconds() > deadline:
+                raise unavailable("logins (too many at once for this username)")
+            await deferLater(self._clock, BUSY_POLL, lambda: None)
+            now = self._clock.seconds()
+
     async def _attempt(self, key: str, username: str, password: str, client: Client) -> Session:
         now = self._clock.seconds()
         within = await self._certificate_agency_dn(client, now)
-        wait, attempt = await self._db.run(
-            tokens.thd_begin_attempt,
-            key,
-            now=now,
-            limit=self._limits.lockout_failures,
-            window=self._limits.lockout_window,
-        )
+        wait, attempt = await self._begin_attempt(key, now)
         if attempt is None:
             self._refuse(
                 "locked", "{username!r} is locked out for {wait:.0f} s", username, client, wait=wait
@@ -140,7 +157,7 @@ class Authenticator:
             identity = await self._directory.authenticate(username, password, within=within)
         except InvalidCredentials as exc:
             self._refuse("failure", "{reason}", username, client, reason=str(exc))
-            await self._db.run(_thd_login_failed, username, str(exc), client, at=now)
+            await self._db.run(_thd_login_failed, username, str(exc), client, attempt, at=now)
             raise ApiError(401, "invalid_credentials", "wrong username or password") from None
         except DirectoryUnavailable as exc:
             await self._db.run(tokens.thd_forget_attempt, attempt)  # not the user's failure
@@ -157,6 +174,7 @@ class Authenticator:
         await self._db.run(
             _thd_logged_in,
             key,
+            attempt,
             token_hash=token_hash(token),
             agency=identity.agency,
             user=identity.user,
@@ -244,9 +262,9 @@ class Authenticator:
         self._sessions.clear()
 
 
-def _thd_logged_in(conn: Connection, key: str, /, **token: Any) -> None:
+def _thd_logged_in(conn: Connection, key: str, attempt: int, /, **token: Any) -> None:
     """A success clears the username's failures and stores the token, atomically."""
-    tokens.thd_clear_failures(conn, key)
+    tokens.thd_clear_failures(conn, key, attempt=attempt)
     tokens.thd_create(conn, **token)
     audit.thd_append(
         conn,
@@ -259,8 +277,9 @@ def _thd_logged_in(conn: Connection, key: str, /, **token: Any) -> None:
 
 
 def _thd_login_failed(
-    conn: Connection, username: str, reason: str, client: Client, *, at: float
+    conn: Connection, username: str, reason: str, client: Client, attempt: int, *, at: float
 ) -> None:
+    tokens.thd_attempt_failed(conn, attempt)
     audit.thd_append(
         conn,
         "login.failure",

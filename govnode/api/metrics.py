@@ -45,7 +45,7 @@ class Metrics:
             "Seconds until a node certificate expires",
             ["certificate"],
             registry=self.registry,
-            multiprocess_mode="min",
+            multiprocess_mode="livemin",
         )
         self.letters_registered = Counter(
             "govnode_letters_registered", "Letters registered", registry=self.registry

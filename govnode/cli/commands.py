@@ -474,7 +474,7 @@ def serve(args: argparse.Namespace) -> int:
 
     config = _load(args.home)
     _database(config)  # refuses an old schema before anything listens
-    return run_node(config, home=args.home, secondary=args.secondary)
+    return run_node(config, home=args.home, secondary_of=args.secondary_of)
 
 
 def audit_verify(args: argparse.Namespace) -> int:

@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     ).set_defaults(run=commands.check)
     serve = sub.add_parser("serve", help="run the node in the foreground")
     # Used by the primary process to start the others (listen.processes).
-    serve.add_argument("--secondary", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--secondary-of", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(run=commands.serve)
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

@@ -20,15 +20,22 @@ from twisted.logger import (
 )
 
 from govnode.config import Config
-from govnode.processes import SECONDARY_READY, Secondaries, use_shared_metrics, watch_parent
+from govnode.locks import AlreadyHeld, hold
+from govnode.processes import (
+    SECONDARY_READY,
+    Secondaries,
+    die_with_parent,
+    use_shared_metrics,
+    watch_parent,
+)
 
 _log = Logger()
 
 
-def serve(config: Config, *, home: Path, secondary: bool = False) -> int:
+def serve(config: Config, *, home: Path, secondary_of: int | None = None) -> int:
     """Run the node until SIGTERM; with `listen.processes` > 1, the primary of several.
 
-    `secondary`: this process is a secondary that the primary started.
+    `secondary_of`: this process is a secondary that this primary process started.
     """
     from twisted.internet import reactor as default_reactor
 
@@ -39,13 +46,26 @@ def serve(config: Config, *, home: Path, secondary: bool = False) -> int:
     )
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     several = config.listen.processes > 1
+    if secondary_of is None:
+        lock = config.node.data_dir / "serve.lock"
+        try:
+            hold(lock)  # for the life of this process
+        except AlreadyHeld:
+            print(f"govnode: another govnode serve holds {lock}; stop it first", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"govnode: cannot take {lock}: {exc.strerror}", file=sys.stderr)
+            return 1
+    if secondary_of is not None:
+        die_with_parent()
+        reactor.callWhenRunning(watch_parent, reactor, secondary_of)
     home = home.absolute()  # the secondaries are started with it
     if several:
-        use_shared_metrics(config.node.data_dir / "metrics", fresh=not secondary)
+        use_shared_metrics(config.node.data_dir / "metrics", fresh=secondary_of is None)
 
     from govnode.node import Node
 
-    node = Node(config, reactor=reactor, secondary=secondary)
+    node = Node(config, reactor=reactor, secondary=secondary_of is not None)
     secondaries: Secondaries | None = None
     outcome = {"code": 0}
 
@@ -54,8 +74,7 @@ def serve(config: Config, *, home: Path, secondary: bool = False) -> int:
         node.startService()
         try:
             api_url, admin_url = await node.ready()
-            if secondary:
-                watch_parent(reactor)
+            if secondary_of is not None:
                 _freeze_startup_objects()
                 print(SECONDARY_READY, flush=True)
                 return

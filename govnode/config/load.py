@@ -140,6 +140,12 @@ def _secret(section: _Section, name: str, read: bool) -> str:
     return secret
 
 
+def default_processes() -> int:
+    """One API process per CPU this process may use (affinity, cgroup cpusets), at most 4:
+    SQLite has one writer at a time, and more processes than cores only contend."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
 def _node(s: _Section) -> NodeSection:
     node_id = s.string("id")
     if not is_node_id(node_id):
@@ -250,7 +256,7 @@ def parse_config(path: Path, document: Mapping[str, Any], *, read_secrets: bool 
             lambda s: ListenSection(
                 api=_endpoint(s, "api", "127.0.0.1:8443"),
                 admin=_endpoint(s, "admin", "127.0.0.1:8081"),
-                processes=s.integer("processes", 0, minimum=0, maximum=64) or os.cpu_count() or 1,
+                processes=s.integer("processes", 0, minimum=0, maximum=64) or default_processes(),
             ),
         ),
         tls=_section(root, "tls", _tls),

@@ -46,7 +46,7 @@ api = {_toml(v.api_listen)}
 # /healthz and /metrics, plain HTTP: keep it on loopback or a management network.
 admin = {_toml(v.admin_listen)}
 # Processes that serve the agency API, sharing its port (each has its own
-# Python interpreter; they share the database). 0: one per CPU core.
+# Python interpreter; they share the database). 0: one per CPU core, at most 4.
 processes = 0
 
 [tls]

@@ -17,10 +17,11 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+from govnode.locks import FileLock
 
 CHUNK = 4 * 64 * 1024  # base64 characters per step: a multiple of 4
 ORPHAN_AGE = 3600.0
@@ -33,7 +34,8 @@ class BadBase64(ValueError):
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._lock = threading.Lock()
+        # Taken by uploads and by the purge, which may run in another process.
+        self._lock = FileLock(root / ".lock")
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
@@ -63,7 +65,7 @@ class BlobStore:
                 try:
                     # The same content may be stored already, perhaps as an old orphan
                     # that nothing references until our letter commits: make it young,
-                    # under the lock the purge takes, or it could go in between.
+                    # under the lock the purge takes (in any process), or it could go in between.
                     os.utime(final)
                 except FileNotFoundError:
                     final.parent.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,6 @@ after the commit: durable (one fsync per batch) without costing throughput.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -25,6 +22,8 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+
+from govnode.locks import FileLock
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -116,40 +115,19 @@ def _insert_statement(conn: Connection, table: Table, columns: list[str]) -> str
     return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
 
 
-class WriterLock:
-    """An exclusive lock file that the SQLite writers of all processes take in turn.
+class WriterLock(FileLock):
+    """The lock that the SQLite writers of all the node's processes take in turn.
 
     Several `govnode serve` processes share one SQLite file. SQLite's own busy
     handler polls with sleeps of up to 100 ms; a blocking `flock` hands the
-    write lock on the moment it is released. Threads of one process are
-    serialized by a mutex first (flock locks belong to the open file).
+    write lock on the moment it is released.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._mutex = threading.Lock()
-        self._fd: int | None = None
-
     def __enter__(self) -> None:
-        self._mutex.acquire()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            super().__enter__()
         except OSError as exc:
-            self._mutex.release()
             raise DatabaseUnavailable(f"cannot open the writer lock {self.path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            self._mutex.release()
-            raise
-        self._fd = fd
-
-    def __exit__(self, *_exc: object) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # closing releases the flock
-        self._mutex.release()
 
 
 def _writer_lock(engine: Engine) -> contextlib.AbstractContextManager[None]:
@@ -157,6 +135,21 @@ def _writer_lock(engine: Engine) -> contextlib.AbstractContextManager[None]:
     if not database or database == ":memory:":
         return contextlib.nullcontext()
     return WriterLock(Path(f"{database}-writer.lock"))
+
+
+WRITER_LOCK_KEY = 0x676F766E6F6465  # "govnode": the advisory lock of writers on PostgreSQL
+
+
+def _one_writer_at_a_time(conn: Connection) -> None:
+    """On PostgreSQL, write transactions of all processes take turns, as on SQLite.
+
+    Event ids (stream positions, inbox order) come from a sequence: with
+    concurrent writers a later id could commit first and a reader that saw
+    it would skip the earlier one for good; and a reply and a read receipt
+    could deadlock on the recipient row and the audit head.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -205,6 +198,7 @@ class Database:
         """Run `fn(conn, ...)` in one write transaction, here and now."""
         try:
             with self._write_lock, self.engine.begin() as conn:
+                _one_writer_at_a_time(conn)
                 return fn(conn, *args, **kwargs)
         except DBAPIError as exc:
             raise _unavailable(exc) from exc
@@ -261,6 +255,7 @@ class Database:
         outcomes: list[tuple[bool, Any]] = []
         try:
             with self._write_lock, self.engine.begin() as conn:
+                _one_writer_at_a_time(conn)
                 if len(work) == 1:
                     outcomes.append((True, work[0](conn)))
                     return outcomes

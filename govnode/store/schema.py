@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -75,6 +76,9 @@ login_failures = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("username", String(256), nullable=False),
     Column("at", Float, nullable=False),
+    # An attempt is recorded before LDAP answers (pending), and becomes a
+    # failure or is deleted once it has.
+    Column("pending", Boolean, nullable=False, server_default=false()),
     Index("ix_login_failures_username_at", "username", "at"),
 )
 

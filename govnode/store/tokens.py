@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, or_, select, update
 
 from govnode.domain.lockout import locked_for
 from govnode.store.records import TokenRecord
@@ -56,26 +56,49 @@ def thd_purge(conn: Connection, *, now: float, failures_before: float) -> None:
     conn.execute(delete(login_failures).where(login_failures.c.at < failures_before))
 
 
+PENDING_FOR = 60.0  # seconds after which an attempt still pending is a crashed process's
+
+
 def thd_begin_attempt(
     conn: Connection, username: str, *, now: float, limit: int, window: float
 ) -> tuple[float, int | None]:
-    """Count the recent failures and record this attempt as one, in one transaction.
+    """Record a login attempt as pending, unless the username is locked out or busy.
 
-    Returns (seconds locked, None) when the username is locked out, else
-    (0, id of the recorded attempt). One process asks for one username at a
-    time; recording before LDAP is asked means guesses spread over several
-    node processes cannot all slip in under the limit either. A success
-    clears the failures, an LDAP outage forgets the attempt.
+    Returns (seconds locked, None) when `limit` failures lie in the window;
+    (0, None) when the failures and the attempts still pending (in other
+    node processes: one process asks for one username at a time) reach the
+    limit, so that the caller waits for their outcome; else (0, id of the
+    attempt). Guesses spread over processes cannot all slip in under the
+    limit, and right passwords arriving together are not taken for guesses.
     """
     wait = locked_for(
         thd_failures_since(conn, username, now - window), now=now, limit=limit, window=window
     )
     if wait > 0:
         return wait, None
+    under_way = conn.scalar(
+        select(func.count())
+        .select_from(login_failures)
+        .where(
+            login_failures.c.username == username,
+            login_failures.c.pending.is_(True),
+            login_failures.c.at > now - PENDING_FOR,
+        )
+    )
+    failures = len(thd_failures_since(conn, username, now - window))
+    if failures + int(under_way or 0) >= limit:
+        return 0.0, None
     attempt = conn.execute(
-        login_failures.insert().values(username=username, at=now).returning(login_failures.c.id)
+        login_failures.insert()
+        .values(username=username, at=now, pending=True)
+        .returning(login_failures.c.id)
     ).scalar_one()
     return 0.0, int(attempt)
+
+
+def thd_attempt_failed(conn: Connection, attempt: int) -> None:
+    """The attempt's password was wrong: it counts as a failure from now on."""
+    conn.execute(update(login_failures).where(login_failures.c.id == attempt).values(pending=False))
 
 
 def thd_forget_attempt(conn: Connection, attempt: int) -> None:
@@ -97,7 +120,11 @@ def thd_failures_since(conn: Connection, username: str, since: float) -> list[fl
     return list(
         conn.scalars(
             select(login_failures.c.at)
-            .where(login_failures.c.username == username, login_failures.c.at > since)
+            .where(
+                login_failures.c.username == username,
+                login_failures.c.at > since,
+                login_failures.c.pending.is_(False),
+            )
             .order_by(login_failures.c.at)
         )
     )
@@ -107,5 +134,11 @@ def thd_record_failure(conn: Connection, username: str, *, now: float) -> None:
     conn.execute(login_failures.insert().values(username=username, at=now))
 
 
-def thd_clear_failures(conn: Connection, username: str) -> None:
-    conn.execute(delete(login_failures).where(login_failures.c.username == username))
+def thd_clear_failures(conn: Connection, username: str, *, attempt: int | None = None) -> None:
+    """Forget the username's failures (and `attempt`); others' pending attempts stay."""
+    finished: ColumnElement[bool] = login_failures.c.pending.is_(False)
+    if attempt is not None:
+        finished = or_(finished, login_failures.c.id == attempt)
+    conn.execute(
+        delete(login_failures).where(login_failures.c.username == username).where(finished)
+    )

@@ -49,7 +49,8 @@ def make_node_home(root: Path, slapd: Slapd, codes: tuple[str, ...] = ENROLLED) 
     """`govnode init` + directory sync + enrollment of `codes`, ready to serve."""
     home = root / "kb"
     init_home(home, slapd)
-    config = configure(home, reload_interval=0.5)
+    # Two API processes whatever the machine: the suite behaves the same everywhere.
+    config = configure(home, reload_interval=0.5, processes=2)
     sync_directory(config)
     clients = enroll(config, codes, root / "clients")
     return NodeHome(path=home, config=config, clients=clients)

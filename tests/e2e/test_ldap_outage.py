@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from govnode.testing.client import AgencyClient
+from govnode.testing.home import configure
 from govnode.testing.process import NodeProcess
 from govnode.testing.pytest_plugin import NodeHome, make_node_home, start_demo_slapd
 from govnode.testing.slapd import Slapd
@@ -144,18 +145,31 @@ def test_parallel_guesses_cannot_slip_under_the_lockout(
 
 
 def test_parallel_logins_with_the_right_password_all_succeed(
-    outage: tuple[Slapd, NodeHome, NodeProcess],
+    govnode_slapd: Slapd, tmp_path: Path
 ) -> None:
-    """An agency's many clients logging in at once are not taken for a guesser."""
+    """An agency's many clients logging in at once are not taken for a guesser,
+    even with more node processes than the lockout allows failures."""
     from concurrent.futures import ThreadPoolExecutor
 
-    _, home, node = outage
-    logins = 4 * home.config.limits.lockout_failures
+    home = make_node_home(tmp_path, govnode_slapd, codes=("edu",))
+    configure(home.path, processes=3, lockout_failures=2)
+    logins = 12
+    with NodeProcess(home.path) as node:
 
-    def login(_: int) -> int:
-        with client_of(home, node, "edu") as client:
-            return client.login("edu", "demo-edu").status
+        def login(_: int) -> int:
+            with client_of(home, node, "edu") as client:
+                return client.login("edu", "demo-edu").status
 
-    with ThreadPoolExecutor(max_workers=logins) as pool:
-        statuses = list(pool.map(login, range(logins)))
-    assert statuses == [200] * logins
+        with ThreadPoolExecutor(max_workers=logins) as pool:
+            statuses = list(pool.map(login, range(logins)))
+        assert statuses == [200] * logins
+
+        # ...while guesses still stop at the limit, across the processes.
+        def guess(attempt: int) -> int:
+            with client_of(home, node, "edu") as client:
+                return client.login("edu", f"guess-{attempt}").status
+
+        with ThreadPoolExecutor(max_workers=logins) as pool:
+            guesses = sorted(pool.map(guess, range(logins)))
+        assert guesses.count(401) == 2, guesses
+        assert guesses.count(429) == logins - 2
