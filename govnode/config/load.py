@@ -21,10 +21,12 @@ from govnode.config.model import (
     Config,
     DatabaseSection,
     Endpoint,
+    FederationSection,
     LdapSection,
     LimitsSection,
     ListenSection,
     NodeSection,
+    PeerSection,
     PluginsSection,
     TlsSection,
 )
@@ -233,6 +235,77 @@ def _plugins(s: _Section) -> PluginsSection:
     )
 
 
+def _peers(root: _Section, own_id: str) -> tuple[PeerSection, ...]:
+    root.used.add("peers")
+    tables = root.table.get("peers", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise root.error("peers", "must be a list of tables ([[peers]])")
+    peers: list[PeerSection] = []
+    for index, table in enumerate(tables):
+        s = _Section(root.path, f"peers[{index}]", table)
+        peer_id = s.string("id")
+        if not is_node_id(peer_id) or peer_id == own_id:
+            raise s.error(
+                "id", f"must be another node's id (lowercase letters, digits, -), not {peer_id!r}"
+            )
+        if any(peer.id == peer_id for peer in peers):
+            raise s.error("id", f"peer {peer_id!r} is configured twice")
+        url = s.string("url")
+        if not url.startswith("https://"):
+            raise s.error("url", f"must be an https:// URL, not {url!r}")
+        ca_cert = s.path_of("ca_cert") if "ca_cert" in table else None
+        fingerprint = (
+            s.string("fingerprint").lower().replace(":", "") if "fingerprint" in table else None
+        )
+        if (ca_cert is None) == (fingerprint is None):
+            raise s.error(
+                "ca_cert", "give either ca_cert (the peer's CA) or fingerprint (a pin), one of them"
+            )
+        if fingerprint is not None and (
+            len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint)
+        ):
+            raise s.error("fingerprint", "must be the SHA-256 of the peer's certificate in hex")
+        peers.append(
+            PeerSection(
+                id=peer_id,
+                url=url.rstrip("/"),
+                ca_cert=ca_cert,
+                fingerprint=fingerprint,
+                signing_key=s.path_of("signing_key"),
+                max_concurrency=s.integer("max_concurrency", 4, minimum=1, maximum=256),
+            )
+        )
+        s.check_unknown()
+    return tuple(peers)
+
+
+def _federation(s: _Section, peers: tuple[PeerSection, ...]) -> FederationSection:
+    known = {peer.id for peer in peers}
+    routes_table = s.table_of("routes")
+    routes: dict[str, str] = {}
+    for destination in routes_table.table:
+        hop = routes_table.string(destination)
+        if not is_node_id(destination):
+            raise routes_table.error(destination, "must be a node id")
+        if hop not in known:
+            raise routes_table.error(destination, f"next hop {hop!r} is not a configured peer")
+        routes[destination] = hop
+    default = s.string("default_route", "-")
+    if default != "-" and default not in known:
+        raise s.error("default_route", f"{default!r} is not a configured peer")
+    retry_min = s.number("retry_min", 300.0, minimum=1, maximum=86400)
+    retry_max = s.number("retry_max", 3600.0, minimum=1, maximum=7 * 86400)
+    if retry_max < retry_min:
+        raise s.error("retry_max", f"must not be less than retry_min ({retry_min:g})")
+    return FederationSection(
+        routes=routes,
+        default_route=None if default == "-" else default,
+        retry_min=retry_min,
+        retry_max=retry_max,
+        lifetime=s.number("lifetime", 5 * 86400.0, minimum=60, maximum=90 * 86400),
+    )
+
+
 def _section(root: _Section, name: str, build: Callable[[_Section], T]) -> T:
     section = root.table_of(name)
     value = build(section)
@@ -264,6 +337,8 @@ def parse_config(path: Path, document: Mapping[str, Any], *, read_secrets: bool 
         database=_section(root, "database", lambda s: _database(s, node.data_dir)),
         limits=_section(root, "limits", _limits),
         plugins=_section(root, "plugins", _plugins),
+        peers=(peers := _peers(root, node.id)),
+        federation=_section(root, "federation", lambda s: _federation(s, peers)),
     )
     root.check_unknown()
     return config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,27 @@ class PluginsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerSection:
+    """A node this one exchanges letters with directly (`[[peers]]`)."""
+
+    id: str
+    url: str  # https://host:port of its federation endpoint
+    ca_cert: Path | None  # the CA that issued its node certificate...
+    fingerprint: str | None  # ...or the SHA-256 pin of that certificate (hex)
+    signing_key: Path  # its public signing key: verifies its envelopes and receipts
+    max_concurrency: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class FederationSection:
+    routes: Mapping[str, str] = field(default_factory=dict)  # destination node -> peer
+    default_route: str | None = None  # the peer for every other node (the center)
+    retry_min: float = 300.0
+    retry_max: float = 3600.0
+    lifetime: float = 5 * 86400.0  # then a letter expires with a reason
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     node: NodeSection
@@ -108,6 +130,8 @@ class Config:
     database: DatabaseSection
     limits: LimitsSection
     plugins: PluginsSection
+    federation: FederationSection = field(default_factory=FederationSection)
+    peers: tuple[PeerSection, ...] = ()
 
     @property
     def home(self) -> Path:

@@ -125,4 +125,25 @@ event_stream_stall = 30.0
 enabled = {_toml(list(v.plugins))}
 # Plugins never to load, even when installed.
 blocked = []
+
+[federation]
+# Where letters for other nodes go, like a mail relay host. A province sends
+# everything to the national center: default_route = "center" (a peer below).
+# "-": no default route (letters for unknown nodes are refused with 422).
+default_route = "-"
+# Next hops by destination node, before the default: {{ fars = "center" }}.
+routes = {{}}
+# Retries of a peer that does not answer: exponential backoff, seconds.
+retry_min = 300
+retry_max = 3600
+# A letter not handed on within this many seconds expires (the sender sees why).
+lifetime = 432000
+
+# One [[peers]] table per node this one talks to directly, for example:
+# [[peers]]
+# id = "center"
+# url = "https://center.example.gov.ir:8443"
+# ca_cert = "peers/center-ca.pem"  # or fingerprint = "<SHA-256 of its node certificate, hex>"
+# signing_key = "peers/center-signing.pem"  # its public key: checks its envelopes and receipts
+# max_concurrency = 4
 """
