@@ -234,6 +234,16 @@ def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> 
     )
     write_atomic(config.tls.server_cert, server.cert_pem)
     write_private(config.tls.server_key, server.key_pem)
+    node = ca.issue_node_certificate(
+        authority_cert.cert_pem,
+        authority_cert.key_pem,
+        node_id=values.node_id,
+        dns_names=dns,
+        ip_addresses=ips,
+        now=moment,
+    )
+    write_atomic(config.tls.node_cert, node.cert_pem)
+    write_private(config.tls.node_key, node.key_pem)
     db = Database(config.database.url)
     try:
         upgrade(db.engine)
@@ -416,7 +426,11 @@ def check(args: argparse.Namespace) -> int:
     except DirectoryUnavailable as exc:
         report(False, f"ldap: {exc}")
     moment = now()
-    for name, path in (("CA", config.tls.ca_cert), ("server", config.tls.server_cert)):
+    for name, path in (
+        ("CA", config.tls.ca_cert),
+        ("server", config.tls.server_cert),
+        ("node", config.tls.node_cert),
+    ):
         try:
             not_after = ca.certificate_not_after(path.read_bytes())
         except (OSError, ValueError) as exc:

@@ -161,6 +161,8 @@ def _tls(s: _Section) -> TlsSection:
         ca_key=s.path_of("ca_key", "pki/ca.key"),
         server_cert=s.path_of("server_cert", "pki/server.pem"),
         server_key=s.path_of("server_key", "pki/server.key"),
+        node_cert=s.path_of("node_cert", "pki/node.pem"),
+        node_key=s.path_of("node_key", "pki/node.key"),
         crl=s.path_of("crl", "pki/crl.pem"),
         signing_key=s.path_of("signing_key", "pki/signing.key"),
         require_client_cert=s.boolean("require_client_cert", True),

@@ -37,6 +37,8 @@ class TlsSection:
     ca_key: Path
     server_cert: Path
     server_key: Path
+    node_cert: Path
+    node_key: Path
     crl: Path
     signing_key: Path
     require_client_cert: bool

@@ -55,6 +55,9 @@ ca_cert = "pki/ca.pem"
 ca_key = "pki/ca.key"
 server_cert = "pki/server.pem"
 server_key = "pki/server.key"
+# The node certificate (names the node; server and client): federation with peers.
+node_cert = "pki/node.pem"
+node_key = "pki/node.key"
 # Revoked certificates; checked in every handshake, re-read within reload_interval.
 crl = "pki/crl.pem"
 # The node's signing key: audit checkpoints (and, with federation, envelopes).

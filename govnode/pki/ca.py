@@ -36,6 +36,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 AGENCY_URI_PREFIX = "urn:govnode:agency:"
 """SAN URI prefix of agency certificates; the rest is the agency address ``code@node``."""
 
+NODE_URI_PREFIX = "urn:govnode:node:"
+"""SAN URI prefix of node certificates; the rest is the node id."""
+
 AGENCY_OU = "agency"
 
 _MAX_NAME = 64  # RFC 5280 upper bound for CN, O and OU
@@ -102,17 +105,7 @@ def issue_server_certificate(
     ca_cert, ca_key = _load_ca(ca_cert_pem, ca_key_pem)
     start = _utc(now)
     _check_days(valid_days)
-    names: list[x509.GeneralName] = []
-    for dns in dns_names:
-        try:
-            names.append(x509.DNSName(dns))
-        except ValueError as exc:  # non-ASCII: must be given as an A-label
-            raise PkiError(f"invalid DNS name {dns!r}: {exc}") from exc
-    for ip in ip_addresses:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(ip)))
-        except ValueError as exc:
-            raise PkiError(f"invalid IP address {ip!r}") from exc
+    names = _host_names(dns_names, ip_addresses)
     if not names:
         raise PkiError("a server certificate needs at least one DNS name or IP address")
     common_name = node_id or (dns_names[0] if dns_names else "")
@@ -127,6 +120,61 @@ def issue_server_certificate(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     )
     return _issued(builder.sign(ca_key, hashes.SHA256()), key)
+
+
+def issue_node_certificate(
+    ca_cert_pem: bytes,
+    ca_key_pem: bytes,
+    *,
+    node_id: str,
+    dns_names: Sequence[str],
+    ip_addresses: Sequence[str],
+    now: datetime,
+    valid_days: int = 397,
+) -> Issued:
+    """Issue the node certificate that federation uses (serverAuth and clientAuth).
+
+    It names the node in the SAN URI ``urn:govnode:node:<id>``
+    (``identity.node_id_from_certificate``), beside the DNS names and IP
+    addresses peers reach it at. Separate from the agency API's server
+    certificate, which must never pass as a client: the agency port trusts
+    agency certificates only.
+    """
+    _check_node_id(node_id)
+    ca_cert, ca_key = _load_ca(ca_cert_pem, ca_key_pem)
+    start = _utc(now)
+    _check_days(valid_days)
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id)]
+    names += _host_names(dns_names, ip_addresses)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, node_id),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"govnode {node_id}"),
+        ]
+    )
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    builder = (
+        _leaf_builder(ca_cert, subject, key.public_key(), start, valid_days)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    )
+    return _issued(builder.sign(ca_key, hashes.SHA256()), key)
+
+
+def _host_names(dns_names: Sequence[str], ip_addresses: Sequence[str]) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = []
+    for dns in dns_names:
+        try:
+            names.append(x509.DNSName(dns))
+        except ValueError as exc:  # non-ASCII: must be given as an A-label
+            raise PkiError(f"invalid DNS name {dns!r}: {exc}") from exc
+    for ip in ip_addresses:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(ip)))
+        except ValueError as exc:
+            raise PkiError(f"invalid IP address {ip!r}") from exc
+    return names
 
 
 def issue_agency_certificate(

@@ -9,11 +9,11 @@ clearly an agency certificate of this node, so callers can refuse with 403.
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
 
-from govnode.domain.agency import CODE_PATTERN
-from govnode.pki.ca import AGENCY_URI_PREFIX
+from govnode.domain.agency import CODE_PATTERN, is_node_id
+from govnode.pki.ca import AGENCY_URI_PREFIX, NODE_URI_PREFIX
 
 
 def agency_code_from_certificate(cert: crypto.X509 | x509.Certificate, node_id: str) -> str | None:
@@ -56,3 +56,29 @@ def _agency_uris(cert: x509.Certificate) -> list[str]:
         if uri.startswith(AGENCY_URI_PREFIX)
     }
     return sorted(found)
+
+
+def node_id_from_certificate(cert: crypto.X509 | x509.Certificate) -> str | None:
+    """The node a node certificate names (SAN URI ``urn:govnode:node:<id>``), else None.
+
+    Exactly one such URI, a valid node id, and clientAuth and serverAuth both:
+    an agency or server certificate never passes for a node.
+    """
+    if isinstance(cert, crypto.X509):
+        cert = cert.to_cryptography()
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    if not {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH} <= usages:
+        return None
+    nodes = {
+        uri.removeprefix(NODE_URI_PREFIX)
+        for uri in san.get_values_for_type(x509.UniformResourceIdentifier)
+        if uri.startswith(NODE_URI_PREFIX)
+    }
+    if len(nodes) != 1:
+        return None
+    (node,) = nodes
+    return node if is_node_id(node) else None

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from govnode.config import CONFIG_NAME, load_config
+from govnode.pki.identity import node_id_from_certificate
 from govnode.store.database import make_engine
 from govnode.store.migrate import current_revision, head_revision
 from tests.cli.support import NODE_NAME, certificate, crl, mode, run, snapshot
@@ -89,7 +90,12 @@ def test_init_creates_config_pki_and_database(
     # Private material is the service account's alone.
     assert private_key_matches(home / "pki" / "ca.key", ca)
     assert private_key_matches(home / "pki" / "server.key", server)
-    for secret in ("pki/ca.key", "pki/server.key", "secrets/ldap-bind-password"):
+    # The node certificate: names the node, for both ends of federation.
+    node = certificate(home / "pki" / "node.pem")
+    node.verify_directly_issued_by(ca)
+    assert node_id_from_certificate(node) == "kb"
+    assert private_key_matches(home / "pki" / "node.key", node)
+    for secret in ("pki/ca.key", "pki/server.key", "pki/node.key", "secrets/ldap-bind-password"):
         assert mode(home / secret) == 0o600, secret
     assert mode(home / "pki") == 0o700
 

@@ -23,7 +23,7 @@ from OpenSSL import crypto
 
 from govnode.pki import ca
 from govnode.pki.errors import PkiError
-from govnode.pki.identity import agency_code_from_certificate
+from govnode.pki.identity import agency_code_from_certificate, node_id_from_certificate
 
 NODE = "kb"
 NODE_NAME = "استانداری کهگیلویه و بویراحمد"
@@ -455,3 +455,42 @@ def test_identity_rules(
     authority: ca.Issued, cn: str, uris: list[str], expected: str | None
 ) -> None:
     assert agency_code_from_certificate(_hand_made(cn, uris, authority), NODE) == expected
+
+
+def test_node_certificate_names_the_node_for_both_ends_of_federation(
+    authority: ca.Issued, server: ca.Issued, agency: ca.Issued
+) -> None:
+    node = ca.issue_node_certificate(
+        authority.cert_pem,
+        authority.key_pem,
+        node_id=NODE,
+        dns_names=["gov.kb.example"],
+        ip_addresses=["127.0.0.1"],
+        now=NOW,
+    )
+    cert = _cert(node)
+    san = _ext(cert, x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:govnode:node:kb"]
+    assert san.get_values_for_type(x509.DNSName) == ["gov.kb.example"]
+    assert list(_ext(cert, x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    ]
+    _check_end_entity(cert, _cert(authority))
+    assert node_id_from_certificate(cert) == NODE
+    # Neither the agency API's server certificate nor an agency's passes for a node.
+    assert node_id_from_certificate(_cert(server)) is None
+    assert node_id_from_certificate(_cert(agency)) is None
+    assert agency_code_from_certificate(cert, NODE) is None
+
+
+def test_a_node_certificate_needs_a_valid_node_id(authority: ca.Issued) -> None:
+    with pytest.raises(PkiError):
+        ca.issue_node_certificate(
+            authority.cert_pem,
+            authority.key_pem,
+            node_id="KB!",
+            dns_names=[],
+            ip_addresses=["127.0.0.1"],
+            now=NOW,
+        )
