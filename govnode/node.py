@@ -20,6 +20,7 @@ from twisted.web.server import Site
 from govnode.api.admin import AdminApi
 from govnode.api.agency import AgencyApi
 from govnode.api.auth import Authenticator
+from govnode.api.federation import FederationApi, Peers
 from govnode.api.hub import EventHub
 from govnode.api.limits import limited_request
 from govnode.api.metrics import Metrics
@@ -259,6 +260,31 @@ class Node(MultiService):
             )
             self.admin_listener.setServiceParent(self)
         self._last_event: int | None = None
+        self.federation_listener: _Listener | None = None
+        peers = Peers(config.peers)
+        if self.primary and peers.ca_files:
+            federation_tls = ServerTLS(
+                cert_path=config.tls.node_cert,
+                key_path=config.tls.node_key,
+                ca_path=[peer.ca_cert for peer in peers.ca_files if peer.ca_cert is not None],
+                crl_path=None,
+            )
+            federation_api = FederationApi(
+                node_id=config.node.id, peers=peers, metrics=self.metrics
+            )
+            federation_site = _QuietSite(
+                AcyclicKleinResource(federation_api.app),
+                timeout=SITE_TIMEOUT,
+                requestFactory=limited_request(config.limits.max_body_bytes),
+                parsePOSTFormSubmission=False,
+            )
+            federation_site.displayTracebacks = False
+            self.federation_listener = _Listener(
+                "federation",
+                _endpoint(reactor, config.listen.federation),
+                TLSMemoryBIOFactory(federation_tls, False, federation_site),
+            )
+            self.federation_listener.setServiceParent(self)
 
     def stopService(self) -> defer.Deferred[Any]:
         """Stop the listeners, jobs and worker first, the pools they use last.
@@ -288,6 +314,13 @@ class Node(MultiService):
             _url("https", self.config.listen.api, api_port),
             _url("http", self.config.listen.admin, admin_port),
         )
+
+    async def federation_url(self) -> str | None:
+        """The federation listener's URL once it listens; None when it is not opened."""
+        if self.federation_listener is None:
+            return None
+        port = await self.federation_listener.listening
+        return _url("https", self.config.listen.federation, port)
 
     async def _wake_streams(self) -> None:
         """Wake the event streams of addresses whose letters changed in any process."""

@@ -349,6 +349,38 @@ def agency_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def peer_export(args: argparse.Namespace) -> int:
+    """Write this node's CA and public signing key, and the [[peers]] lines for them.
+
+    The other node's operator copies the files into its home and the lines
+    into its govnode.toml; nothing secret leaves this node.
+    """
+    config = _load(args.home, read_secrets=False)
+    if not args.url.startswith("https://"):
+        raise CliError(f"--url: must be an https:// URL, not {args.url!r}")
+    node_id = config.node.id
+    try:
+        ca_pem = config.tls.ca_cert.read_bytes()
+        public = signing.public_pem(config.tls.signing_key.read_bytes())
+    except OSError as exc:
+        raise CliError(f"{exc.filename}: cannot read: {exc.strerror}") from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out / f"{node_id}-ca.pem", ca_pem)
+    write_atomic(args.out / f"{node_id}-signing.pem", public)
+    lines = [
+        f"wrote {args.out / f'{node_id}-ca.pem'} and {args.out / f'{node_id}-signing.pem'}.",
+        "On the other node, copy them to peers/ in its home and add to its govnode.toml:",
+        "",
+        "[[peers]]",
+        f'id = "{node_id}"',
+        f'url = "{args.url.rstrip("/")}"',
+        f'ca_cert = "peers/{node_id}-ca.pem"',
+        f'signing_key = "peers/{node_id}-signing.pem"',
+    ]
+    print("\n".join(lines))
+    return 0
+
+
 def agency_list(args: argparse.Namespace) -> int:
     config = _load(args.home, read_secrets=False)
     db = _database(config)

@@ -87,6 +87,17 @@ def _parser() -> argparse.ArgumentParser:
         run=commands.directory_sync
     )
 
+    peer = sub.add_parser("peer", help="federation peers")
+    peer_sub = peer.add_subparsers(dest="peer_command", required=True, metavar="ACTION")
+    export = peer_sub.add_parser(
+        "export", help="write what another node needs to make this node its peer"
+    )
+    export.add_argument("--out", type=Path, required=True, help="folder for the files")
+    export.add_argument(
+        "--url", required=True, help="where peers reach this node's federation port (https://...)"
+    )
+    export.set_defaults(run=commands.peer_export)
+
     sub.add_parser(
         "check", help="validate config, reach LDAP and the database, report expiring certificates"
     ).set_defaults(run=commands.check)

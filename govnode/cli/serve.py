@@ -95,8 +95,13 @@ def serve(config: Config, *, home: Path, secondary_of: int | None = None) -> int
             reactor.stop()
             return
         _freeze_startup_objects()
+        federation_url = await node.federation_url()
+        federation = f" federation={federation_url}" if federation_url else ""
         processes = f" processes={config.listen.processes}" if several else ""
-        print(f"govnode ready: {config.node.id} {api_url} admin={admin_url}{processes}", flush=True)
+        print(
+            f"govnode ready: {config.node.id} {api_url} admin={admin_url}{federation}{processes}",
+            flush=True,
+        )
 
     def reload_certificates(signum: int, _frame: FrameType | None) -> None:
         reactor.callFromThread(_reload, node)

@@ -332,6 +332,7 @@ def parse_config(path: Path, document: Mapping[str, Any], *, read_secrets: bool 
                 api=_endpoint(s, "api", "127.0.0.1:8443"),
                 admin=_endpoint(s, "admin", "127.0.0.1:8081"),
                 processes=s.integer("processes", 0, minimum=0, maximum=64) or default_processes(),
+                federation=_endpoint(s, "federation", "127.0.0.1:8444"),
             ),
         ),
         tls=_section(root, "tls", _tls),

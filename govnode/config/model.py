@@ -29,6 +29,7 @@ class ListenSection:
     api: Endpoint
     admin: Endpoint
     processes: int = 1  # processes sharing the API port; 0 in the file: one per CPU core
+    federation: Endpoint = Endpoint("127.0.0.1", 8444)  # peers' port (with [[peers]] only)
 
 
 @dataclass(frozen=True, slots=True)

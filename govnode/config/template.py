@@ -48,6 +48,9 @@ admin = {_toml(v.admin_listen)}
 # Processes that serve the agency API, sharing its port (each has its own
 # Python interpreter; they share the database). 0: one per CPU core, at most 4.
 processes = 0
+# Federation: other nodes (the [[peers]] below) connect here with their node
+# certificates. Only opened when peers are configured.
+federation = "127.0.0.1:8444"
 
 [tls]
 # The node CA (issues agency certificates) and the server certificate.

@@ -140,13 +140,14 @@ class ServerTLS:
         self,
         cert_path: Path,
         key_path: Path,
-        ca_path: Path,
+        ca_path: Path | Sequence[Path],
         crl_path: Path | None,
         require_client_cert: bool = True,
     ) -> None:
+        """`ca_path`: the CA (or, for federation, the peers' CAs) clients must chain to."""
         self._cert_path = cert_path
         self._key_path = key_path
-        self._ca_path = ca_path
+        self._ca_paths = [ca_path] if isinstance(ca_path, Path) else list(ca_path)
         self._crl_path = crl_path
         self._require_client_cert = require_client_cert
         self._stamps = self._stat_files()
@@ -191,7 +192,7 @@ class ServerTLS:
         return tuple(_stamp(path) for path in self._paths())
 
     def _paths(self) -> list[Path]:
-        paths = [self._cert_path, self._key_path, self._ca_path]
+        paths = [self._cert_path, self._key_path, *self._ca_paths]
         if self._crl_path is not None:
             paths.append(self._crl_path)
         return paths
@@ -200,11 +201,11 @@ class ServerTLS:
         """A complete context from the files, or ``PkiError``; never a partial one."""
         chain = _read_certificates(self._cert_path, "server certificate")
         key = _read_private_key(self._key_path, "server private key")
-        cas = _read_certificates(self._ca_path, "CA certificate")
+        cas = [ca for path in self._ca_paths for ca in _read_certificates(path, "CA certificate")]
         crls: list[x509.CertificateRevocationList] = []
         if self._crl_path is not None:
             crls = _read_crls(self._crl_path, "CRL")
-            _check_crls(crls, cas, self._crl_path, self._ca_path)
+            _check_crls(crls, cas, self._crl_path, self._ca_paths[0])
 
         context = SSL.Context(SSL.TLS_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)

@@ -14,7 +14,7 @@ from types import TracebackType
 
 READY = re.compile(
     r"^govnode ready: (?P<node>\S+) (?P<api>https://\S+) admin=(?P<admin>http://\S+)"
-    r"( processes=(?P<processes>\d+))?$"
+    r"( federation=(?P<federation>https://\S+))?( processes=(?P<processes>\d+))?$"
 )
 
 
@@ -30,6 +30,7 @@ class NodeProcess:
         self.log_path = log_path or home / "node.log"
         self.api_url = ""
         self.admin_url = ""
+        self.federation_url = ""
         self._process: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 30.0) -> NodeProcess:
@@ -57,6 +58,7 @@ class NodeProcess:
                 match = READY.match(line.strip())
                 if match:
                     self.api_url, self.admin_url = match["api"], match["admin"]
+                    self.federation_url = match["federation"] or ""
                     return self
         self.kill()
         raise NodeFailedToStart(

@@ -1,0 +1,168 @@
+"""Two real nodes on loopback made peers with `govnode peer export`: only a configured
+peer's node certificate, issued by that peer's own CA, gets through."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from govnode.cli.main import main as govnode
+from govnode.pki import ca, signing
+from govnode.pki.files import write_atomic
+from govnode.testing.home import configure, init_home
+from govnode.testing.process import NodeProcess
+from govnode.testing.slapd import Slapd
+
+FARS_PEER = """
+[[peers]]
+id = "fars"
+url = "https://127.0.0.1:1"
+ca_cert = "peers/fars-ca.pem"
+signing_key = "peers/fars-signing.pem"
+"""
+
+
+@dataclass
+class Nodes:
+    kb: Path
+    center: Path
+    center_node: NodeProcess
+    fars_ca: ca.Issued
+
+
+def export(home: Path, out: Path, url: str) -> str:
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = govnode(["--home", str(home), "peer", "export", "--out", str(out), "--url", url])
+    assert code == 0
+    return printed.getvalue().split("add to its govnode.toml:\n", 1)[1]
+
+
+def add_peer(home: Path, files: dict[str, bytes], lines: str) -> None:
+    (home / "peers").mkdir(exist_ok=True)
+    for name, content in files.items():
+        write_atomic(home / "peers" / name, content)
+    with (home / "govnode.toml").open("a", encoding="utf-8") as config:
+        config.write("\n" + lines + "\n")
+
+
+def hello(url: str, ca_file: Path, cert: Path, key: Path) -> tuple[int, dict[str, object]]:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.load_cert_chain(str(cert), str(key))
+    try:
+        with urllib.request.urlopen(f"{url}/federation/v1/hello", context=context, timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory, govnode_slapd: Slapd) -> Iterator[Nodes]:
+    root = tmp_path_factory.mktemp("federation")
+    kb, center = root / "kb", root / "center"
+    init_home(kb, govnode_slapd)
+    init_home(center, govnode_slapd, node_id="center", name="مرکز ملی")
+    configure(center, processes=1, federation="127.0.0.1:0")
+    lines = export(kb, root / "kb-export", "https://127.0.0.1:8444")
+    files = {path.name: path.read_bytes() for path in (root / "kb-export").iterdir()}
+    add_peer(center, files, lines)
+    # A third node, fars, that center also trusts: kb must not be able to speak for it.
+    fars_ca = ca.create_ca("fars", "استانداری فارس", now=datetime.now(UTC))
+    fars_signing = signing.public_pem(signing.create_signing_key())
+    add_peer(center, {"fars-ca.pem": fars_ca.cert_pem, "fars-signing.pem": fars_signing}, FARS_PEER)
+    node = NodeProcess(center).start()
+    yield Nodes(kb, center, node, fars_ca)
+    node.stop()
+
+
+def test_export_prints_lines_the_other_node_can_use(nodes: Nodes) -> None:
+    config = (nodes.center / "govnode.toml").read_text(encoding="utf-8")
+    assert 'id = "kb"' in config
+    assert (nodes.center / "peers" / "kb-ca.pem").read_bytes() == (
+        nodes.kb / "pki" / "ca.pem"
+    ).read_bytes()
+    assert nodes.center_node.federation_url.startswith("https://127.0.0.1:")
+
+
+def test_a_peer_with_its_node_certificate_is_recognised(nodes: Nodes) -> None:
+    status, answer = hello(
+        nodes.center_node.federation_url,
+        nodes.center / "pki" / "ca.pem",
+        nodes.kb / "pki" / "node.pem",
+        nodes.kb / "pki" / "node.key",
+    )
+    assert (status, answer) == (200, {"node": "center", "peer": "kb"})
+
+
+def test_an_agency_certificate_of_a_peer_is_not_a_node(nodes: Nodes, tmp_path: Path) -> None:
+    issued = ca.issue_agency_certificate(
+        (nodes.kb / "pki" / "ca.pem").read_bytes(),
+        (nodes.kb / "pki" / "ca.key").read_bytes(),
+        code="edu",
+        node_id="kb",
+        now=datetime.now(UTC),
+    )
+    write_atomic(tmp_path / "edu.pem", issued.cert_pem)
+    write_atomic(tmp_path / "edu.key", issued.key_pem)
+    status, answer = hello(
+        nodes.center_node.federation_url,
+        nodes.center / "pki" / "ca.pem",
+        tmp_path / "edu.pem",
+        tmp_path / "edu.key",
+    )
+    assert status == 403
+    assert answer["error"]["code"] == "unknown_peer"  # type: ignore[index]
+
+
+def test_one_peer_cannot_pass_for_another(nodes: Nodes, tmp_path: Path) -> None:
+    """kb's CA issues a node certificate naming fars: center trusts kb's CA, but fars
+    is vouched for by fars's CA only."""
+    forged = ca.issue_node_certificate(
+        (nodes.kb / "pki" / "ca.pem").read_bytes(),
+        (nodes.kb / "pki" / "ca.key").read_bytes(),
+        node_id="fars",
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
+        now=datetime.now(UTC),
+    )
+    write_atomic(tmp_path / "forged.pem", forged.cert_pem)
+    write_atomic(tmp_path / "forged.key", forged.key_pem)
+    status, answer = hello(
+        nodes.center_node.federation_url,
+        nodes.center / "pki" / "ca.pem",
+        tmp_path / "forged.pem",
+        tmp_path / "forged.key",
+    )
+    assert status == 403
+    assert "fars" not in json.dumps(answer)
+
+
+def test_a_node_of_an_unknown_ca_is_refused_in_the_handshake(nodes: Nodes, tmp_path: Path) -> None:
+    stranger_ca = ca.create_ca("mars", "mars", now=datetime.now(UTC))
+    stranger = ca.issue_node_certificate(
+        stranger_ca.cert_pem,
+        stranger_ca.key_pem,
+        node_id="kb",
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
+        now=datetime.now(UTC),
+    )
+    write_atomic(tmp_path / "stranger.pem", stranger.cert_pem)
+    write_atomic(tmp_path / "stranger.key", stranger.key_pem)
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        hello(
+            nodes.center_node.federation_url,
+            nodes.center / "pki" / "ca.pem",
+            tmp_path / "stranger.pem",
+            tmp_path / "stranger.key",
+        )
