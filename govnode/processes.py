@@ -5,11 +5,11 @@ share; a second process doubles what the node can do on two cores. The
 primary binds the API socket and hands it to the secondaries it starts (as
 file descriptor 3), so all accept from one queue: a busy process leaves new
 connections to the others (SO_REUSEPORT would split them by hash, however
-busy each is). It restarts any secondary that dies. Secondaries serve the agency API and deliver
-letters; periodic upkeep (directory sync, purge, audit checkpoints, CRL
-re-publication) and the admin listener stay in the primary. All share the
-database: SQLite writers take turns through `WriterLock`, PostgreSQL's row
-locks do the rest.
+busy each is). It restarts any secondary that dies. Secondaries serve the
+agency API and deliver letters; periodic upkeep (directory sync, purge,
+audit checkpoints, CRL re-publication), the admin and federation listeners
+stay in the primary. All share the database, whose write transactions take
+turns (`WriterLock` on SQLite, an advisory lock on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ RESTART_DELAY = 1.0  # seconds before a secondary that died is started again (th
 MAX_RESTART_DELAY = 60.0
 START_ATTEMPTS = 3  # secondaries that die before they are ready, before the node gives up
 STOP_TIMEOUT = 15.0  # seconds a secondary may take to stop before it is killed
-
-
 SHARED_FD = 3  # where a secondary finds the API socket
 PR_SET_PDEATHSIG = 1
 
