@@ -224,26 +224,21 @@ def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> 
     write_private(config.tls.ca_key, authority_cert.key_pem)
     dns = [name for name in values.server_names if not _is_ip(name)]
     ips = [name for name in values.server_names if _is_ip(name)]  # init checked each one
-    server = ca.issue_server_certificate(
-        authority_cert.cert_pem,
-        authority_cert.key_pem,
-        node_id=values.node_id,
-        dns_names=dns,
-        ip_addresses=ips,
-        now=moment,
-    )
-    write_atomic(config.tls.server_cert, server.cert_pem)
-    write_private(config.tls.server_key, server.key_pem)
-    node = ca.issue_node_certificate(
-        authority_cert.cert_pem,
-        authority_cert.key_pem,
-        node_id=values.node_id,
-        dns_names=dns,
-        ip_addresses=ips,
-        now=moment,
-    )
-    write_atomic(config.tls.node_cert, node.cert_pem)
-    write_private(config.tls.node_key, node.key_pem)
+    # The agency API's server certificate, and the node certificate for federation.
+    for issue, cert_path, key_path in (
+        (ca.issue_server_certificate, config.tls.server_cert, config.tls.server_key),
+        (ca.issue_node_certificate, config.tls.node_cert, config.tls.node_key),
+    ):
+        issued = issue(
+            authority_cert.cert_pem,
+            authority_cert.key_pem,
+            node_id=values.node_id,
+            dns_names=dns,
+            ip_addresses=ips,
+            now=moment,
+        )
+        write_atomic(cert_path, issued.cert_pem)
+        write_private(key_path, issued.key_pem)
     db = Database(config.database.url)
     try:
         upgrade(db.engine)

@@ -56,6 +56,12 @@ def add_peer(home: Path, files: dict[str, bytes], lines: str) -> None:
         config.write("\n" + lines + "\n")
 
 
+def saved(issued: ca.Issued, folder: Path, name: str) -> tuple[Path, Path]:
+    write_atomic(folder / f"{name}.pem", issued.cert_pem)
+    write_atomic(folder / f"{name}.key", issued.key_pem)
+    return folder / f"{name}.pem", folder / f"{name}.key"
+
+
 def hello(url: str, ca_file: Path, cert: Path, key: Path) -> tuple[int, dict[str, object]]:
     context = ssl.create_default_context(cafile=str(ca_file))
     context.load_cert_chain(str(cert), str(key))
@@ -112,13 +118,12 @@ def test_an_agency_certificate_of_a_peer_is_not_a_node(nodes: Nodes, tmp_path: P
         node_id="kb",
         now=datetime.now(UTC),
     )
-    write_atomic(tmp_path / "edu.pem", issued.cert_pem)
-    write_atomic(tmp_path / "edu.key", issued.key_pem)
+    cert, key = saved(issued, tmp_path, "edu")
     status, answer = hello(
         nodes.center_node.federation_url,
         nodes.center / "pki" / "ca.pem",
-        tmp_path / "edu.pem",
-        tmp_path / "edu.key",
+        cert,
+        key,
     )
     assert status == 403
     assert answer["error"]["code"] == "unknown_peer"  # type: ignore[index]
@@ -135,13 +140,12 @@ def test_one_peer_cannot_pass_for_another(nodes: Nodes, tmp_path: Path) -> None:
         ip_addresses=["127.0.0.1"],
         now=datetime.now(UTC),
     )
-    write_atomic(tmp_path / "forged.pem", forged.cert_pem)
-    write_atomic(tmp_path / "forged.key", forged.key_pem)
+    cert, key = saved(forged, tmp_path, "forged")
     status, answer = hello(
         nodes.center_node.federation_url,
         nodes.center / "pki" / "ca.pem",
-        tmp_path / "forged.pem",
-        tmp_path / "forged.key",
+        cert,
+        key,
     )
     assert status == 403
     assert "fars" not in json.dumps(answer)
@@ -157,12 +161,11 @@ def test_a_node_of_an_unknown_ca_is_refused_in_the_handshake(nodes: Nodes, tmp_p
         ip_addresses=["127.0.0.1"],
         now=datetime.now(UTC),
     )
-    write_atomic(tmp_path / "stranger.pem", stranger.cert_pem)
-    write_atomic(tmp_path / "stranger.key", stranger.key_pem)
+    cert, key = saved(stranger, tmp_path, "stranger")
     with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
         hello(
             nodes.center_node.federation_url,
             nodes.center / "pki" / "ca.pem",
-            tmp_path / "stranger.pem",
-            tmp_path / "stranger.key",
+            cert,
+            key,
         )
