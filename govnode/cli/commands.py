@@ -25,6 +25,8 @@ from govnode.pki import ca, signing
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.errors import PkiError
 from govnode.pki.files import read_pem, write_atomic, write_private
+from govnode.relay.peer_check import check_peer
+from govnode.relay.peer_check import table as peer_table
 from govnode.store import audit, certificates, directory
 from govnode.store.database import Database, DatabaseUnavailable
 from govnode.store.migrate import (
@@ -374,6 +376,38 @@ def peer_export(args: argparse.Namespace) -> int:
     ]
     print("\n".join(lines))
     return 0
+
+
+def peers(args: argparse.Namespace) -> int:
+    """Each configured peer: reachable over mutual TLS, the right node, its certificate's
+    expiry; non-zero when any peer is failing."""
+    config = _load(args.home, read_secrets=False)
+    if not config.peers:
+        print(f"no peers configured in {config.path} ([[peers]])")
+        return 0
+    statuses = [
+        check_peer(peer, node_cert=config.tls.node_cert, node_key=config.tls.node_key)
+        for peer in config.peers
+    ]
+    if args.json:
+        rows = [
+            {
+                "peer": s.peer,
+                "url": s.url,
+                "ok": s.ok,
+                "detail": s.detail,
+                "milliseconds": s.milliseconds,
+                "certificate_expires": (
+                    s.certificate_expires.isoformat() if s.certificate_expires else None
+                ),
+            }
+            for s in statuses
+        ]
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print(peer_table(statuses))
+    return 0 if all(s.ok for s in statuses) else EXIT_PROBLEM
 
 
 def agency_list(args: argparse.Namespace) -> int:

@@ -98,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(run=commands.peer_export)
 
+    peers = sub.add_parser("peers", help="say hello to every peer: reachable, who, expiry")
+    peers.add_argument("--json", action="store_true", help="JSON instead of a table")
+    peers.set_defaults(run=commands.peers)
+
     sub.add_parser(
         "check", help="validate config, reach LDAP and the database, report expiring certificates"
     ).set_defaults(run=commands.check)

@@ -169,3 +169,35 @@ def test_a_node_of_an_unknown_ca_is_refused_in_the_handshake(nodes: Nodes, tmp_p
             cert,
             key,
         )
+
+
+def test_govnode_peers_says_who_answers_and_who_does_not(nodes: Nodes) -> None:
+    lines = export(
+        nodes.center, nodes.kb.parent / "center-export", nodes.center_node.federation_url
+    )
+    files = {p.name: p.read_bytes() for p in (nodes.kb.parent / "center-export").iterdir()}
+    add_peer(nodes.kb, files, lines)
+    # fars's URL leads to center, whose certificate fars's CA never issued.
+    add_peer(
+        nodes.kb,
+        {"fars-ca.pem": nodes.fars_ca.cert_pem, "fars-signing.pem": b""},
+        FARS_PEER.replace("https://127.0.0.1:1", nodes.center_node.federation_url),
+    )
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = govnode(["--home", str(nodes.kb), "peers", "--json"])
+    assert code == 1  # one peer failing
+    by_peer = {row["peer"]: row for row in json.loads(printed.getvalue())}
+    assert by_peer["center"]["ok"] is True
+    assert by_peer["center"]["detail"] == "knows us as kb"
+    assert by_peer["center"]["certificate_expires"]
+    assert by_peer["fars"]["ok"] is False
+    assert by_peer["fars"]["detail"].startswith("TLS")
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        govnode(["--home", str(nodes.kb), "peers"])
+    table = printed.getvalue()
+    assert table.splitlines()[0].startswith("PEER")
+    assert any(line.startswith("center") and " ok " in line for line in table.splitlines())
+    assert any(line.startswith("fars") and "FAILING" in line for line in table.splitlines())
