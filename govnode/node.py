@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import text
@@ -34,6 +35,7 @@ from govnode.pki.ca import certificate_not_after
 from govnode.pki.errors import PkiError
 from govnode.pki.tls import ServerTLS
 from govnode.processes import SharedSocketEndpoint
+from govnode.relay.peer_check import check_peer
 from govnode.relay.worker import DeliveryWorker
 from govnode.store import audit, letters, mailbox, tokens
 from govnode.store import directory as directory_store
@@ -45,6 +47,7 @@ T = TypeVar("T")
 SITE_TIMEOUT = 60  # seconds a connection may sit idle
 CHECKPOINT_INTERVAL = 60  # seconds between signed audit checkpoints
 EVENT_POLL_INTERVAL = 0.1  # seconds between looks for other processes' events
+PEER_CHECK_INTERVAL = 60  # seconds between hellos to each peer
 PURGE_INTERVAL = 3600  # seconds between removals of expired tokens and old login failures
 
 
@@ -285,6 +288,11 @@ class Node(MultiService):
                 TLSMemoryBIOFactory(federation_tls, False, federation_site),
             )
             self.federation_listener.setServiceParent(self)
+        self._peers_up: dict[str, bool] = {}
+        if self.primary and config.peers:
+            _Periodic(
+                "peer hello", PEER_CHECK_INTERVAL, self._check_peers, self.clock
+            ).setServiceParent(self)
 
     def stopService(self) -> defer.Deferred[Any]:
         """Stop the listeners, jobs and worker first, the pools they use last.
@@ -321,6 +329,30 @@ class Node(MultiService):
             return None
         port = await self.federation_listener.listening
         return _url("https", self.config.listen.federation, port)
+
+    async def _check_peers(self) -> None:
+        """Say hello to every peer (threads: blocking TLS); metrics, and a log line
+        whenever a peer goes down or comes back."""
+        tls = self.config.tls
+        for peer in self.config.peers:
+            status = await self._in_thread(
+                partial(check_peer, peer, node_cert=tls.node_cert, node_key=tls.node_key)
+            )
+            self.metrics.peer_up.labels(peer=peer.id).set(1 if status.ok else 0)
+            if status.milliseconds is not None:
+                self.metrics.peer_hello_seconds.labels(peer=peer.id).set(status.milliseconds / 1000)
+            if status.certificate_expires is not None:
+                left = (status.certificate_expires - self.now()).total_seconds()
+                self.metrics.peer_certificate_expiry.labels(peer=peer.id).set(left)
+            if self._peers_up.get(peer.id) != status.ok:
+                log = self._log.info if status.ok else self._log.error
+                log(
+                    "peer {peer} is {state}: {detail}",
+                    peer=peer.id,
+                    state="up" if status.ok else "DOWN",
+                    detail=status.detail,
+                )
+            self._peers_up[peer.id] = status.ok
 
     async def _wake_streams(self) -> None:
         """Wake the event streams of addresses whose letters changed in any process."""

@@ -62,6 +62,27 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.peer_up = Gauge(
+            "govnode_peer_up",
+            "1 when the peer answered the last hello as itself, else 0",
+            ["peer"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.peer_hello_seconds = Gauge(
+            "govnode_peer_hello_seconds",
+            "Time the last successful hello to the peer took",
+            ["peer"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.peer_certificate_expiry = Gauge(
+            "govnode_peer_certificate_expiry_seconds",
+            "Seconds until the peer's node certificate (as last seen) expires",
+            ["peer"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
 
     def observe_ldap(self, operation: str, seconds: float) -> None:
         self.ldap_seconds.labels(operation=operation).observe(seconds)

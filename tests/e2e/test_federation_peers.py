@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -87,6 +89,11 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, govnode_slapd: Slapd) -> Ite
     fars_signing = signing.public_pem(signing.create_signing_key())
     add_peer(center, {"fars-ca.pem": fars_ca.cert_pem, "fars-signing.pem": fars_signing}, FARS_PEER)
     node = NodeProcess(center).start()
+    # ...and kb makes center its peer, with the URL center listens on.
+    lines = export(center, root / "center-export", node.federation_url)
+    files = {p.name: p.read_bytes() for p in (root / "center-export").iterdir()}
+    add_peer(kb, files, lines)
+    configure(kb, processes=1, federation="127.0.0.1:0")
     yield Nodes(kb, center, node, fars_ca)
     node.stop()
 
@@ -172,11 +179,6 @@ def test_a_node_of_an_unknown_ca_is_refused_in_the_handshake(nodes: Nodes, tmp_p
 
 
 def test_govnode_peers_says_who_answers_and_who_does_not(nodes: Nodes) -> None:
-    lines = export(
-        nodes.center, nodes.kb.parent / "center-export", nodes.center_node.federation_url
-    )
-    files = {p.name: p.read_bytes() for p in (nodes.kb.parent / "center-export").iterdir()}
-    add_peer(nodes.kb, files, lines)
     # fars's URL leads to center, whose certificate fars's CA never issued.
     add_peer(
         nodes.kb,
@@ -201,3 +203,23 @@ def test_govnode_peers_says_who_answers_and_who_does_not(nodes: Nodes) -> None:
     assert table.splitlines()[0].startswith("PEER")
     assert any(line.startswith("center") and " ok " in line for line in table.splitlines())
     assert any(line.startswith("fars") and "FAILING" in line for line in table.splitlines())
+
+
+def test_a_running_node_watches_its_peers(nodes: Nodes) -> None:
+    """kb, started with center as its peer, says hello to it and shows it in /metrics."""
+    with NodeProcess(nodes.kb) as kb:
+        deadline = time.monotonic() + 20
+        text = ""
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{kb.admin_url}/metrics", timeout=10) as answer:
+                text = answer.read().decode()
+            if 'govnode_peer_up{peer="center"} 1.0' in text:
+                break
+            time.sleep(0.2)
+        assert 'govnode_peer_up{peer="center"} 1.0' in text
+        expiry = re.search(
+            r'^govnode_peer_certificate_expiry_seconds\{peer="center"\} (\S+)$', text, re.M
+        )
+        assert expiry is not None
+        assert float(expiry.group(1)) > 300 * 86400
+        assert "peer center is up" in kb.log_tail(200)
