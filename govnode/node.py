@@ -273,7 +273,15 @@ class Node(MultiService):
                 crl_path=None,
             )
             federation_api = FederationApi(
-                node_id=config.node.id, peers=peers, metrics=self.metrics
+                node_id=config.node.id,
+                peers=peers,
+                metrics=self.metrics,
+                db=self.db,
+                blobs=self.blobs,
+                sign=signing.signer(self.authority.signing_key()),
+                reactor=reactor,
+                on_delivered=self._delivered,
+                max_body=config.limits.max_body_bytes,
             )
             federation_site = _QuietSite(
                 AcyclicKleinResource(federation_api.app),

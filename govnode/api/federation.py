@@ -10,32 +10,58 @@ pass itself off as another.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from klein import Klein
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from govnode.api.base import read_json_object
 from govnode.api.errors import ApiError, not_found
 from govnode.api.metrics import Metrics
 from govnode.config.model import PeerSection
+from govnode.domain.envelope import EnvelopeInvalid, Receipt, SignedEnvelope, Signer, Verifier
+from govnode.pki import signing
 from govnode.pki.identity import node_id_from_certificate
 from govnode.pki.tls import peer_certificate
+from govnode.store import federation
+from govnode.store.blobs import BadBase64, BlobStore
+from govnode.store.database import Database
+from govnode.store.delivery import Delivered
 
 
 class Peers:
-    """The configured peers and the CAs that may vouch for each."""
+    """The configured peers, the CAs that may vouch for each, and their signing keys."""
+
+    _log = Logger()
 
     def __init__(self, peers: Sequence[PeerSection]) -> None:
         self._peers = {peer.id: peer for peer in peers}
         self._cas: dict[str, list[x509.Certificate]] = {}
+        self._verifiers: dict[str, Verifier] = {}
         for peer in peers:
             if peer.ca_cert is not None:
                 self._cas[peer.id] = x509.load_pem_x509_certificates(peer.ca_cert.read_bytes())
+            try:
+                self._verifiers[peer.id] = signing.verifier(peer.signing_key.read_bytes())
+            except (OSError, ValueError) as exc:
+                # Its envelopes and receipts are refused until the key is fixed.
+                self._log.error(
+                    "peer {peer}: cannot use signing key {path}: {error}",
+                    peer=peer.id,
+                    path=str(peer.signing_key),
+                    error=str(exc),
+                )
+
+    def verifier(self, node: str) -> Verifier | None:
+        """What checks the signatures of `node` (a peer), if we have its key."""
+        return self._verifiers.get(node)
 
     @property
     def ca_files(self) -> list[PeerSection]:
@@ -63,10 +89,28 @@ class FederationApi:
     app = Klein()
     _log = Logger()
 
-    def __init__(self, *, node_id: str, peers: Peers, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        peers: Peers,
+        metrics: Metrics,
+        db: Database,
+        blobs: BlobStore,
+        sign: Signer,
+        reactor: Any,
+        on_delivered: Callable[[list[Delivered]], None],
+        max_body: int,
+    ) -> None:
         self._node_id = node_id
         self._peers = peers
         self._metrics = metrics
+        self._db = db
+        self._blobs = blobs
+        self._sign = sign
+        self._reactor = reactor
+        self._on_delivered = on_delivered
+        self._max_body = max_body
 
     def caller(self, request: IRequest) -> PeerSection:
         """The peer node calling, from its certificate; 403 for anyone else."""
@@ -84,6 +128,90 @@ class FederationApi:
         """Who is who: lets an operator (`govnode peers`) and a test see the link works."""
         peer = self.caller(request)
         return _json(request, {"node": self._node_id, "peer": peer.id})
+
+    @app.route("/federation/v1/envelopes", methods=["POST"])
+    async def receive(self, request: IRequest) -> bytes:
+        """A letter for this node's agencies: verified, stored once, delivered, receipted."""
+        peer = self.caller(request)
+        signed: SignedEnvelope = await deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), self._read_envelope, request, peer
+        )
+        envelope = signed.envelope
+        now = self._reactor.seconds()
+        try:
+            accepted = await self._db.run(
+                federation.thd_accept_envelope, signed, peer=peer.id, node_id=self._node_id, now=now
+            )
+        except federation.LetterExists:
+            raise self._refuse(
+                409, "letter_exists", f"letter {envelope.letter_id} is here under another envelope"
+            ) from None
+        if accepted.delivered:
+            self._on_delivered(list(accepted.delivered))
+        at_ms = int(now * 1000)
+        receipts = [
+            Receipt(
+                envelope.id, envelope.letter_id, self._node_id, address, status, at_ms, detail
+            ).signed(self._sign)
+            for address, status, detail in accepted.outcome
+        ]
+        self._log.info(
+            "envelope {envelope} of letter {letter} from {peer} {what}",
+            envelope=envelope.id,
+            letter=envelope.letter_id,
+            peer=peer.id,
+            what="replayed" if accepted.replayed else "stored",
+        )
+        return _json(
+            request,
+            {"envelope_id": envelope.id, "replayed": accepted.replayed, "receipts": receipts},
+        )
+
+    def _read_envelope(self, request: IRequest, peer: PeerSection) -> SignedEnvelope:
+        """On a thread: parse, check the hop and the origin's signature, store the files."""
+        document = read_json_object(request, self._max_body)
+        try:
+            signed = SignedEnvelope.from_json(document)
+        except EnvelopeInvalid as exc:
+            raise self._refuse(422, "invalid_field", str(exc), field=exc.field) from None
+        envelope = signed.envelope
+        if signed.hops[-1] != peer.id:
+            raise self._refuse(403, "hop_mismatch", f"the last hop must be you, {peer.id}")
+        if envelope.destination != self._node_id:
+            raise self._refuse(
+                422, "no_route", f"this node relays nothing yet; it is not {envelope.destination}"
+            )
+        verify = self._peers.verifier(envelope.origin)
+        if verify is None:
+            raise self._refuse(422, "unknown_origin", f"no signing key of node {envelope.origin}")
+        if not signed.verify(verify):
+            raise self._refuse(422, "bad_signature", f"not signed by {envelope.origin}")
+        files = document.get("attachments", [])
+        given = {
+            item.get("sha256"): item.get("data")
+            for item in files
+            if isinstance(files, list) and isinstance(item, dict)
+        }
+        for index, listed in enumerate(envelope.attachments):
+            data = given.get(listed.sha256)
+            field = f"attachments[{index}]"
+            if not isinstance(data, str):
+                raise self._refuse(422, "invalid_field", "the file is missing", field=field)
+            try:
+                sha256, size = self._blobs.write_base64(data)
+            except BadBase64:
+                raise self._refuse(422, "invalid_field", "not base64", field=field) from None
+            if (sha256, size) != (listed.sha256, listed.size):
+                raise self._refuse(422, "attachment_mismatch", "not the file signed", field=field)
+        return signed
+
+    def _refuse(
+        self, status: int, code: str, message: str, *, field: str | None = None
+    ) -> ApiError:
+        """Count and log a refused envelope; the error to raise."""
+        self._metrics.federation_refused.labels(reason=code).inc()
+        self._log.warn("envelope refused: {code}: {message}", code=code, message=message)
+        return ApiError(status, code, message, field=field)
 
     @app.handle_errors(ApiError)
     def _api_error(self, request: IRequest, failure: Failure) -> bytes:

@@ -62,6 +62,12 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.federation_refused = Counter(
+            "govnode_federation_refused",
+            "Envelopes refused from peers, by reason (bad_signature, unknown_origin, ...)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.peer_up = Gauge(
             "govnode_peer_up",
             "1 when the peer answered the last hello as itself, else 0",

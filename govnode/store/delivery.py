@@ -24,7 +24,7 @@ class Delivered:
 
 
 def thd_deliver_local(
-    conn: Connection, *, node_id: str, now: float, limit: int = 500
+    conn: Connection, *, node_id: str, now: float, limit: int = 500, letter_id: str | None = None
 ) -> list[Delivered]:
     """Deliver up to `limit` due local recipients, oldest first, in this transaction.
 
@@ -33,13 +33,21 @@ def thd_deliver_local(
     """
     # Several processes on one PostgreSQL: each claims rows no other holds.
     claim = sql.for_update_skip_locked(conn, "recipients")
+    # One letter's recipients only: a letter received from a peer, delivered at once.
+    one_letter = " AND recipients.letter_id = :letter_id" if letter_id is not None else ""
     due = sql.run(
         conn,
         "SELECT recipients.id, recipients.letter_id, recipients.address, recipients.code,"  # noqa: S608 - no input
         " letters.sender FROM recipients JOIN letters ON letters.id = recipients.letter_id"
-        " WHERE recipients.status = :queued AND recipients.node = :node"
+        f" WHERE recipients.status = :queued AND recipients.node = :node{one_letter}"
         f" AND recipients.next_attempt_at <= :now ORDER BY recipients.id LIMIT :limit{claim}",
-        {"queued": RecipientStatus.QUEUED.value, "node": node_id, "now": now, "limit": limit},
+        {
+            "queued": RecipientStatus.QUEUED.value,
+            "node": node_id,
+            "now": now,
+            "limit": limit,
+            "letter_id": letter_id,
+        },
     ).all()
     if not due:
         return []

@@ -65,7 +65,7 @@ class Registered:
     replayed: bool  # an Idempotency-Key repeat: nothing new was stored
 
 
-def _take_numbers(conn: Connection, year: int, count: int) -> int:
+def thd_take_numbers(conn: Connection, year: int, count: int) -> int:
     """Reserve `count` sequence numbers of `year`; returns the last one."""
     sql.run(
         conn,
@@ -89,7 +89,7 @@ def thd_next_number(conn: Connection, node_id: str, at: float) -> tuple[int, int
     concurrent registrations on PostgreSQL; SQLite has one writer.
     """
     year = jalali_year(at)
-    sequence = _take_numbers(conn, year, 1)
+    sequence = thd_take_numbers(conn, year, 1)
     return year, sequence, registration_number(node_id, year, sequence)
 
 
@@ -368,7 +368,7 @@ def thd_register_many(
     for index in accepted:
         by_year.setdefault(jalali_year(batch[index].created_at), []).append(index)
     for year, indexes in by_year.items():
-        last = _take_numbers(conn, year, len(indexes))
+        last = thd_take_numbers(conn, year, len(indexes))
         for offset, index in enumerate(indexes):
             sequence = last - len(indexes) + 1 + offset
             number = registration_number(node_id, year, sequence)

@@ -98,6 +98,8 @@ letters = Table(
     Column("serial", Integer, primary_key=True, autoincrement=True),
     Column("id", String(26), nullable=False, unique=True),  # ULID, what clients see
     Column("number", String(40), nullable=False, unique=True),
+    # Local letters: the Jalali year and its sequence. Letters received from
+    # other nodes (numbered there): year 0 and the order of their arrival.
     Column("year", Integer, nullable=False),
     Column("sequence", Integer, nullable=False),
     Column("sender", String(64), nullable=False),  # address code@node
@@ -205,4 +207,18 @@ audit_checkpoints = Table(
     Column("at", Float, nullable=False),
     Column("signature", Text, nullable=False),  # base64 ECDSA over "audit_id:hash"
     sqlite_autoincrement=True,
+)
+
+
+# -- federation (revision 0004) ------------------------------------------------
+
+inbound_envelopes = Table(
+    "inbound_envelopes",
+    metadata,
+    Column("envelope_id", String(26), primary_key=True),
+    Column("letter_id", String(26), nullable=False),
+    Column("peer", String(16), nullable=False),  # the node that handed it to us
+    Column("origin", String(16), nullable=False),  # the node that registered the letter
+    Column("received_at", Float, nullable=False),
+    Column("outcome", Text, nullable=False),  # JSON: [[address, status, detail], ...]
 )

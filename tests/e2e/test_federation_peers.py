@@ -3,7 +3,9 @@ peer's node certificate, issued by that peer's own CA, gets through."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import io
 import json
 import re
@@ -12,16 +14,20 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from govnode.cli.main import main as govnode
+from govnode.domain.envelope import Envelope, EnvelopeAttachment, Receipt, SignedEnvelope
+from govnode.domain.ids import new_ulid
 from govnode.pki import ca, signing
 from govnode.pki.files import write_atomic
-from govnode.testing.home import configure, init_home
+from govnode.testing.client import AgencyClient
+from govnode.testing.home import ClientFiles, configure, enroll, init_home, sync_directory
 from govnode.testing.process import NodeProcess
 from govnode.testing.slapd import Slapd
 
@@ -40,6 +46,7 @@ class Nodes:
     center: Path
     center_node: NodeProcess
     fars_ca: ca.Issued
+    center_clients: dict[str, ClientFiles]
 
 
 def export(home: Path, out: Path, url: str) -> str:
@@ -80,7 +87,9 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, govnode_slapd: Slapd) -> Ite
     kb, center = root / "kb", root / "center"
     init_home(kb, govnode_slapd)
     init_home(center, govnode_slapd, node_id="center", name="مرکز ملی")
-    configure(center, processes=1, federation="127.0.0.1:0")
+    center_config = configure(center, processes=1, federation="127.0.0.1:0")
+    sync_directory(center_config)
+    center_clients = enroll(center_config, ["edu", "welfare"], root / "center-clients")
     lines = export(kb, root / "kb-export", "https://127.0.0.1:8444")
     files = {path.name: path.read_bytes() for path in (root / "kb-export").iterdir()}
     add_peer(center, files, lines)
@@ -94,7 +103,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, govnode_slapd: Slapd) -> Ite
     files = {p.name: p.read_bytes() for p in (root / "center-export").iterdir()}
     add_peer(kb, files, lines)
     configure(kb, processes=1, federation="127.0.0.1:0")
-    yield Nodes(kb, center, node, fars_ca)
+    yield Nodes(kb, center, node, fars_ca, center_clients)
     node.stop()
 
 
@@ -182,7 +191,10 @@ def test_govnode_peers_says_who_answers_and_who_does_not(nodes: Nodes) -> None:
     # fars's URL leads to center, whose certificate fars's CA never issued.
     add_peer(
         nodes.kb,
-        {"fars-ca.pem": nodes.fars_ca.cert_pem, "fars-signing.pem": b""},
+        {
+            "fars-ca.pem": nodes.fars_ca.cert_pem,
+            "fars-signing.pem": signing.public_pem(signing.create_signing_key()),
+        },
         FARS_PEER.replace("https://127.0.0.1:1", nodes.center_node.federation_url),
     )
     printed = io.StringIO()
@@ -223,3 +235,129 @@ def test_a_running_node_watches_its_peers(nodes: Nodes) -> None:
         assert expiry is not None
         assert float(expiry.group(1)) > 300 * 86400
         assert "peer center is up" in kb.log_tail(200)
+
+
+# -- letters from kb to center's agencies ------------------------------------
+
+
+def kb_envelope(nodes: Nodes, **changes: Any) -> SignedEnvelope:
+    """A letter from edu@kb to two of center's agencies (one unknown), signed by kb."""
+    now_ms = int(time.time() * 1000)
+    envelope = Envelope(
+        id=new_ulid(now_ms),
+        origin="kb",
+        destination="center",
+        letter_id=new_ulid(now_ms),
+        number=f"KB-1405-{now_ms % 1_000_000:06d}",
+        sender="edu@kb",
+        recipients=(("edu@center", "to"), ("nobody@center", "cc")),
+        subject="گزارش استان به مرکز",
+        body="با سلام\nگزارش پیوست است.",
+        priority="normal",
+        classification="normal",
+        in_reply_to=None,
+        created_at_ms=now_ms,
+        attachments=(
+            EnvelopeAttachment(
+                "گزارش.txt", "text/plain", len(REPORT), hashlib.sha256(REPORT).hexdigest()
+            ),
+        ),
+    )
+    kb_key = (nodes.kb / "pki" / "signing.key").read_bytes()
+    return replace(envelope, **changes).signed(signing.signer(kb_key))
+
+
+REPORT = "گزارش ماهانه".encode()
+
+
+def post(nodes: Nodes, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    context = ssl.create_default_context(cafile=str(nodes.center / "pki" / "ca.pem"))
+    context.load_cert_chain(str(nodes.kb / "pki" / "node.pem"), str(nodes.kb / "pki" / "node.key"))
+    request = urllib.request.Request(
+        f"{nodes.center_node.federation_url}/federation/v1/envelopes",
+        data=json.dumps(document).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=20) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def with_files(signed: SignedEnvelope, data: bytes = REPORT) -> dict[str, Any]:
+    document = signed.to_json()
+    document["attachments"] = [
+        {"sha256": a.sha256, "data": base64.b64encode(data).decode()}
+        for a in signed.envelope.attachments
+    ]
+    return document
+
+
+def center_inbox(nodes: Nodes) -> list[dict[str, Any]]:
+    files = nodes.center_clients["edu"]
+    with AgencyClient(nodes.center_node.api_url, files.ca, files.cert, files.key) as client:
+        assert client.login("edu", "demo-edu").status == 200
+        return list(client.request("GET", "/api/v1/inbox").json()["letters"])
+
+
+def test_a_letter_from_kb_lands_in_centers_inbox_with_signed_receipts(nodes: Nodes) -> None:
+    signed = kb_envelope(nodes)
+    status, answer = post(nodes, with_files(signed))
+    assert status == 200, answer
+    center_key = signing.public_pem((nodes.center / "pki" / "signing.key").read_bytes())
+
+    def keys(node: str) -> Any:
+        return signing.verifier(center_key) if node == "center" else None
+
+    receipts = {r.address: r for r in (Receipt.verified(doc, keys) for doc in answer["receipts"])}
+    assert receipts["edu@center"].status == "delivered"
+    assert receipts["nobody@center"].status == "failed"
+    assert {r.envelope_id for r in receipts.values()} == {signed.envelope.id}
+
+    inbox = center_inbox(nodes)
+    letter = next(item for item in inbox if item["id"] == signed.envelope.letter_id)
+    assert letter["number"] == signed.envelope.number
+    assert letter["sender"] == "edu@kb"
+    assert letter["subject"] == "گزارش استان به مرکز"
+    files = nodes.center_clients["edu"]
+    with AgencyClient(nodes.center_node.api_url, files.ca, files.cert, files.key) as client:
+        assert client.login("edu", "demo-edu").status == 200
+        shown = client.request("GET", f"/api/v1/letters/{signed.envelope.letter_id}")
+        assert shown.status == 200, shown.body
+        assert shown.json()["body"] == "با سلام\nگزارش پیوست است."
+        report = client.request("GET", f"/api/v1/letters/{signed.envelope.letter_id}/attachments/0")
+        assert (report.status, report.body) == (200, REPORT)
+
+    # The peer retries (it never saw our answer): the same outcome, nothing stored twice.
+    again_status, again = post(nodes, with_files(signed))
+    assert again_status == 200
+    assert again["replayed"] is True
+    assert sorted(r["receipt"]["status"] for r in again["receipts"]) == ["delivered", "failed"]
+    assert [item["id"] for item in center_inbox(nodes)].count(signed.envelope.letter_id) == 1
+
+
+def test_tampered_or_misrouted_envelopes_are_refused_and_store_nothing(nodes: Nodes) -> None:
+    before = len(center_inbox(nodes))
+    signed = kb_envelope(nodes)
+    tampered = SignedEnvelope(
+        replace(signed.envelope, subject="نامه جعلی"), signed.signature, signed.hops
+    )
+    status, answer = post(nodes, with_files(tampered))
+    assert (status, answer["error"]["code"]) == (422, "bad_signature")
+
+    status, answer = post(nodes, with_files(signed, data=b"another file"))
+    assert (status, answer["error"]["code"]) == (422, "attachment_mismatch")
+
+    relayed_by_fars = SignedEnvelope(signed.envelope, signed.signature, ("kb", "fars"))
+    status, answer = post(nodes, with_files(relayed_by_fars))
+    assert (status, answer["error"]["code"]) == (403, "hop_mismatch")
+
+    elsewhere = kb_envelope(nodes, destination="isfahan")
+    status, answer = post(nodes, with_files(elsewhere))
+    assert (status, answer["error"]["code"]) == (422, "no_route")
+
+    status, answer = post(nodes, {"envelope": {"protocol": "x"}, "signature": "", "hops": []})
+    assert (status, answer["error"]["field"]) == (422, "envelope.protocol")
+    assert len(center_inbox(nodes)) == before
