@@ -143,7 +143,9 @@ class ApiBase:
         reactor: Any,
         hub: EventHub,
         on_change: Callable[[], None] = lambda: None,
+        routable: Callable[[str], bool] = lambda _node: False,
     ) -> None:
+        """`routable(node)`: whether letters for another node have a way there."""
         self._node_id = node_id
         self._db = db
         self._auth = authenticator
@@ -154,7 +156,7 @@ class ApiBase:
         self._reactor = reactor
         self._on_change = on_change  # letters registered: wake the delivery worker
         self._hub = hub
-        self._registrar = Registrar(db, node_id=node_id)
+        self._registrar = Registrar(db, node_id=node_id, routable=routable)
 
     # -- plumbing ------------------------------------------------------------
 

@@ -7,19 +7,12 @@ answer only from a node certificate that names that very peer.
 
 from __future__ import annotations
 
-import http.client
-import json
-import ssl
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
-
-from cryptography import x509
 
 from govnode.config.model import PeerSection
-from govnode.pki.identity import node_id_from_certificate
+from govnode.relay.peer_client import PeerUnreachable, call_peer
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,50 +29,30 @@ def check_peer(
     peer: PeerSection, *, node_cert: Path, node_key: Path, timeout: float = 10.0
 ) -> PeerStatus:
     """Say hello to `peer` over mutual TLS; never raises for network or TLS trouble."""
-    if peer.ca_cert is None:
-        return PeerStatus(peer.id, peer.url, False, "pinned peers are not supported yet")
-    parts = urlsplit(peer.url)
-    host, port = parts.hostname or "", parts.port or 443
-    started = time.monotonic()
     try:
-        context = ssl.create_default_context(cafile=str(peer.ca_cert))
-        context.load_cert_chain(str(node_cert), str(node_key))
-        connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-        try:
-            connection.request("GET", "/federation/v1/hello")
-            sock = connection.sock
-            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
-            response = connection.getresponse()
-            body = response.read()
-        finally:
-            connection.close()
-    except ssl.SSLError as exc:
-        return PeerStatus(peer.id, peer.url, False, f"TLS: {exc.reason or exc}")
-    except (OSError, http.client.HTTPException) as exc:
-        return PeerStatus(peer.id, peer.url, False, f"unreachable: {exc}")
-    elapsed = (time.monotonic() - started) * 1000
-    cert = x509.load_der_x509_certificate(der) if der else None
-    expires = cert.not_valid_after_utc if cert is not None else None
-    named = node_id_from_certificate(cert) if cert is not None else None
-    if named != peer.id:
-        return PeerStatus(
-            peer.id,
-            peer.url,
-            False,
-            f"answered with a certificate of {named or 'no node'}",
-            expires,
+        answer = call_peer(
+            peer,
+            "GET",
+            "/federation/v1/hello",
+            node_cert=node_cert,
+            node_key=node_key,
+            timeout=timeout,
         )
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        answer = None
-    if response.status != 200 or not isinstance(answer, dict):
-        code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
-        return PeerStatus(
-            peer.id, peer.url, False, f"HTTP {response.status} {code or ''}".strip(), expires
-        )
+    except PeerUnreachable as exc:
+        return PeerStatus(peer.id, peer.url, False, str(exc))
+    expires = answer.certificate.not_valid_after_utc
+    document = answer.document
+    if answer.status != 200 or not isinstance(document, dict):
+        error = document.get("error") if isinstance(document, dict) else None
+        code = error.get("code", "") if isinstance(error, dict) else ""
+        return PeerStatus(peer.id, peer.url, False, f"HTTP {answer.status} {code}".strip(), expires)
     return PeerStatus(
-        peer.id, peer.url, True, f"knows us as {answer.get('peer')}", expires, round(elapsed, 1)
+        peer.id,
+        peer.url,
+        True,
+        f"knows us as {document.get('peer')}",
+        expires,
+        round(answer.milliseconds, 1),
     )
 
 
