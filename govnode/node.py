@@ -21,7 +21,7 @@ from twisted.web.server import Site
 from govnode.api.admin import AdminApi
 from govnode.api.agency import AgencyApi
 from govnode.api.auth import Authenticator
-from govnode.api.federation import FederationApi, Peers
+from govnode.api.federation import FederationApi
 from govnode.api.hub import EventHub
 from govnode.api.limits import limited_request
 from govnode.api.metrics import Metrics
@@ -29,13 +29,16 @@ from govnode.api.resource import AcyclicKleinResource
 from govnode.config.model import Config, Endpoint
 from govnode.directory.errors import DirectoryUnavailable
 from govnode.directory.ldap import LdapDirectory
+from govnode.domain.routing import RoutingTable
 from govnode.pki import signing
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.ca import certificate_not_after
 from govnode.pki.errors import PkiError
+from govnode.pki.peers import Peers
 from govnode.pki.tls import ServerTLS
 from govnode.processes import SharedSocketEndpoint
 from govnode.relay.peer_check import check_peer
+from govnode.relay.sender import FederationSender
 from govnode.relay.worker import DeliveryWorker
 from govnode.store import audit, letters, mailbox, tokens
 from govnode.store import directory as directory_store
@@ -195,6 +198,11 @@ class Node(MultiService):
         )
         self.blobs = BlobStore(config.node.data_dir / "attachments")
         self.hub = EventHub()
+        self.routing = RoutingTable(
+            local=config.node.id,
+            routes=config.federation.routes,
+            default=config.federation.default_route,
+        )
         self.worker = DeliveryWorker(
             self.db, node_id=config.node.id, clock=self.clock, on_delivered=self._delivered
         )
@@ -209,6 +217,7 @@ class Node(MultiService):
             reactor=reactor,
             on_change=self.worker.wake,
             hub=self.hub,
+            routable=self.routing.routable,
         )
         admin_api = AdminApi(
             checks={"database": self._check_database, "ldap": self.directory.ping},
@@ -296,6 +305,20 @@ class Node(MultiService):
                 TLSMemoryBIOFactory(federation_tls, False, federation_site),
             )
             self.federation_listener.setServiceParent(self)
+        if config.peers:
+            self.worker.sender = FederationSender(
+                config=config,
+                db=self.db,
+                blobs=self.blobs,
+                peers=peers,
+                sign=signing.signer(self.authority.signing_key()),
+                reactor=reactor,
+                routing=self.routing,
+                count_refused=lambda reason: self.metrics.federation_refused.labels(
+                    reason=reason
+                ).inc(),
+                on_change=self.hub.notify,
+            )
         self._peers_up: dict[str, bool] = {}
         if self.primary and config.peers:
             _Periodic(

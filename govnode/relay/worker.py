@@ -16,6 +16,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from govnode.directory.errors import DirectoryUnavailable
+from govnode.relay.sender import BATCH as SEND_BATCH
+from govnode.relay.sender import FederationSender
 from govnode.store import delivery
 from govnode.store.database import Database, DatabaseUnavailable
 
@@ -45,6 +47,7 @@ class DeliveryWorker(Service):
         self._running: defer.Deferred[None] | None = None
         self._again = False
         self._soon: IDelayedCall | None = None
+        self.sender: FederationSender | None = None  # letters for other nodes, if any peers
 
     def startService(self) -> None:
         super().startService()
@@ -86,7 +89,9 @@ class DeliveryWorker(Service):
                 if done:
                     self._on_delivered(done)
                 if len(done) < BATCH:
-                    return
+                    break
+            while self.sender is not None and await self.sender.send_due() >= SEND_BATCH:
+                pass
         except (DatabaseUnavailable, DirectoryUnavailable) as exc:
             self._log.error("delivery paused: {error}", error=str(exc))
         except Exception:  # noqa: BLE001 - the worker must outlive one bad batch

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import re
+import socket
 import ssl
 import time
 import urllib.error
@@ -47,6 +48,7 @@ class Nodes:
     center_node: NodeProcess
     fars_ca: ca.Issued
     center_clients: dict[str, ClientFiles]
+    kb_clients: dict[str, ClientFiles]
 
 
 def export(home: Path, out: Path, url: str) -> str:
@@ -87,7 +89,10 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, govnode_slapd: Slapd) -> Ite
     kb, center = root / "kb", root / "center"
     init_home(kb, govnode_slapd)
     init_home(center, govnode_slapd, node_id="center", name="مرکز ملی")
-    center_config = configure(center, processes=1, federation="127.0.0.1:0")
+    with socket.socket() as probe:  # a fixed port: center restarts where kb expects it
+        probe.bind(("127.0.0.1", 0))
+        federation_port = probe.getsockname()[1]
+    center_config = configure(center, processes=1, federation=f"127.0.0.1:{federation_port}")
     sync_directory(center_config)
     center_clients = enroll(center_config, ["edu", "welfare"], root / "center-clients")
     lines = export(kb, root / "kb-export", "https://127.0.0.1:8444")
@@ -102,9 +107,12 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, govnode_slapd: Slapd) -> Ite
     lines = export(center, root / "center-export", node.federation_url)
     files = {p.name: p.read_bytes() for p in (root / "center-export").iterdir()}
     add_peer(kb, files, lines)
-    configure(kb, processes=1, federation="127.0.0.1:0")
-    yield Nodes(kb, center, node, fars_ca, center_clients)
-    node.stop()
+    kb_config = configure(kb, processes=1, federation="127.0.0.1:0")
+    sync_directory(kb_config)
+    kb_clients = enroll(kb_config, ["edu"], root / "kb-clients")
+    nodes = Nodes(kb, center, node, fars_ca, center_clients, kb_clients)
+    yield nodes
+    nodes.center_node.stop()  # the one running now: a test restarts it
 
 
 def test_export_prints_lines_the_other_node_can_use(nodes: Nodes) -> None:
@@ -361,3 +369,84 @@ def test_tampered_or_misrouted_envelopes_are_refused_and_store_nothing(nodes: No
     status, answer = post(nodes, {"envelope": {"protocol": "x"}, "signature": "", "hops": []})
     assert (status, answer["error"]["field"]) == (422, "envelope.protocol")
     assert len(center_inbox(nodes)) == before
+
+
+# -- kb sends through its relay worker --------------------------------------
+
+
+def kb_agency(nodes: Nodes, kb: NodeProcess) -> AgencyClient:
+    files = nodes.kb_clients["edu"]
+    client = AgencyClient(kb.api_url, files.ca, files.cert, files.key)
+    assert client.login("edu", "demo-edu").status == 200
+    return client
+
+
+def wait_for(check: Any, seconds: float = 20.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    return check()
+
+
+def test_a_letter_from_an_agency_of_kb_reaches_center_and_the_sender_sees_it(
+    nodes: Nodes,
+) -> None:
+    configure(nodes.kb, default_route="center", retry_min=1, retry_max=2)
+    with NodeProcess(nodes.kb) as kb, kb_agency(nodes, kb) as edu:
+        sent = edu.request(
+            "POST",
+            "/api/v1/letters",
+            json_body={
+                "to": ["edu@center"],
+                "subject": "از استان به مرکز",
+                "body": "با سلام",
+                "attachments": [
+                    {
+                        "filename": "a.txt",
+                        "content_type": "text/plain",
+                        "data": base64.b64encode(REPORT).decode(),
+                    }
+                ],
+            },
+        )
+        assert sent.status == 201, sent.body
+        letter_id = sent.json()["id"]
+
+        def trail() -> list[tuple[str, str]]:
+            events = edu.request("GET", f"/api/v1/letters/{letter_id}/events").json()["events"]
+            return [(e["status"], e["node"]) for e in events]
+
+        assert wait_for(lambda: ("delivered", "center") in trail()), trail()
+        assert edu.request("GET", f"/api/v1/letters/{letter_id}").json()["status"] == "delivered"
+        assert letter_id in [item["id"] for item in center_inbox(nodes)]
+
+
+def test_letters_wait_while_center_is_down_and_flow_when_it_is_back(nodes: Nodes) -> None:
+    configure(nodes.kb, default_route="center", retry_min=1, retry_max=2)
+    with NodeProcess(nodes.kb) as kb, kb_agency(nodes, kb) as edu:
+        nodes.center_node.stop()
+        ids = []
+        for n in range(3):
+            sent = edu.request(
+                "POST", "/api/v1/letters", json_body={"to": ["edu@center"], "subject": f"نامه {n}"}
+            )
+            assert sent.status == 201, sent.body  # kb keeps accepting
+            ids.append(sent.json()["id"])
+        time.sleep(2.5)  # a few attempts fail meanwhile
+        for letter_id in ids:
+            shown = edu.request("GET", f"/api/v1/letters/{letter_id}").json()
+            assert shown["status"] == "registered", shown
+        nodes.center_node = NodeProcess(nodes.center).start()
+
+        def all_delivered() -> bool:
+            return all(
+                edu.request("GET", f"/api/v1/letters/{letter_id}").json()["status"] == "delivered"
+                for letter_id in ids
+            )
+
+        assert wait_for(all_delivered, 30)
+        inbox = [item["id"] for item in center_inbox(nodes)]
+        assert all(inbox.count(letter_id) == 1 for letter_id in ids)

@@ -1,0 +1,63 @@
+"""The configured peers as trust: the CAs that may vouch for each, and their signing keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from twisted.logger import Logger
+
+from govnode.config.model import PeerSection
+from govnode.domain.envelope import Verifier
+from govnode.pki import signing
+from govnode.pki.identity import node_id_from_certificate
+
+
+class Peers:
+    """The configured peers, the CAs that may vouch for each, and their signing keys."""
+
+    _log = Logger()
+
+    def __init__(self, peers: Sequence[PeerSection]) -> None:
+        self._peers = {peer.id: peer for peer in peers}
+        self._cas: dict[str, list[x509.Certificate]] = {}
+        self._verifiers: dict[str, Verifier] = {}
+        for peer in peers:
+            if peer.ca_cert is not None:
+                self._cas[peer.id] = x509.load_pem_x509_certificates(peer.ca_cert.read_bytes())
+            try:
+                self._verifiers[peer.id] = signing.verifier(peer.signing_key.read_bytes())
+            except (OSError, ValueError) as exc:
+                # Its envelopes and receipts are refused until the key is fixed.
+                self._log.error(
+                    "peer {peer}: cannot use signing key {path}: {error}",
+                    peer=peer.id,
+                    path=str(peer.signing_key),
+                    error=str(exc),
+                )
+
+    def verifier(self, node: str) -> Verifier | None:
+        """What checks the signatures of `node` (a peer), if we have its key."""
+        return self._verifiers.get(node)
+
+    @property
+    def ca_files(self) -> list[PeerSection]:
+        return [peer for peer in self._peers.values() if peer.ca_cert is not None]
+
+    def identify(self, cert: x509.Certificate | None) -> PeerSection | None:
+        """The peer `cert` belongs to, or None (not a node certificate, not a peer,
+        or issued by another peer's CA)."""
+        if cert is None:
+            return None
+        node = node_id_from_certificate(cert)
+        peer = self._peers.get(node) if node is not None else None
+        if peer is None:
+            return None
+        for ca in self._cas.get(peer.id, ()):
+            try:
+                cert.verify_directly_issued_by(ca)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            return peer
+        return None

@@ -1,0 +1,187 @@
+"""Sends letters for other nodes to the next hop and records what it answers.
+
+Run by the delivery worker after local deliveries. Each claimed letter goes,
+signed by this node, to the peer the routing table names, at most
+`max_concurrency` at a time per peer; a peer's trouble with one letter holds
+up no other. The answer's receipts must verify with the peer's key before a
+recipient counts as delivered; anything else is retried with backoff until
+the letter's lifetime is over.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from govnode.config.model import Config, PeerSection
+from govnode.domain.envelope import EnvelopeInvalid, Receipt, Signer
+from govnode.domain.routing import NoRoute, RoutingTable
+from govnode.pki.peers import Peers
+from govnode.relay.peer_client import PeerUnreachable, call_peer
+from govnode.store import outbound
+from govnode.store.blobs import BlobStore
+from govnode.store.database import Database
+
+BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    kind: str  # "receipts" | "refused" | "retry"
+    receipts: tuple[Receipt, ...] = ()
+    reason: str = ""
+
+
+class FederationSender:
+    _log = Logger()
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        db: Database,
+        blobs: BlobStore,
+        peers: Peers,
+        sign: Signer,
+        reactor: Any,
+        routing: RoutingTable,
+        count_refused: Callable[[str], None],
+        on_change: Callable[[list[str]], None],
+    ) -> None:
+        self._config = config
+        self._db = db
+        self._blobs = blobs
+        self._peers = peers
+        self._sign = sign
+        self._reactor = reactor
+        self._count_refused = count_refused  # a peer's answer we could not trust, by reason
+        self._on_change = on_change
+        self.routing = routing
+        self._by_id = {peer.id: peer for peer in config.peers}
+        self._slots = {peer.id: DeferredSemaphore(peer.max_concurrency) for peer in config.peers}
+
+    async def send_due(self) -> int:
+        """Send what is due now; returns how many letters were tried."""
+        items = await self._db.run(
+            outbound.thd_claim_remote,
+            node_id=self._config.node.id,
+            now=self._reactor.seconds(),
+            limit=BATCH,
+        )
+        if items:
+            await DeferredList(
+                [Deferred.fromCoroutine(self._send(item)) for item in items], consumeErrors=True
+            )
+        return len(items)
+
+    async def _send(self, item: outbound.Outgoing) -> None:
+        envelope = item.envelope
+        try:
+            hop = self.routing.next_hop(envelope.destination)
+        except NoRoute as exc:
+            await self._db.run(outbound.thd_fail, item, str(exc), now=self._reactor.seconds())
+            return
+        peer = self._by_id.get(hop or "")
+        if peer is None:
+            reason = f"next hop {hop} is not a configured peer"
+            await self._db.run(outbound.thd_fail, item, reason, now=self._reactor.seconds())
+            return
+        slot = self._slots[peer.id]
+        await slot.acquire()
+        try:
+            outcome: _Outcome = await deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(), self._transfer, item, peer
+            )
+        finally:
+            slot.release()
+        now = self._reactor.seconds()
+        if outcome.kind == "receipts":
+            changed = await self._db.run(
+                outbound.thd_record_receipts, item, list(outcome.receipts), now=now
+            )
+            self._on_change([*changed, envelope.sender])
+            self._log.info(
+                "letter {letter} handed to {peer}: {count} receipts",
+                letter=envelope.letter_id,
+                peer=peer.id,
+                count=len(outcome.receipts),
+            )
+            return
+        if outcome.kind == "refused":
+            self._log.error(
+                "letter {letter} refused by {peer}: {reason}",
+                letter=envelope.letter_id,
+                peer=peer.id,
+                reason=outcome.reason,
+            )
+            await self._db.run(outbound.thd_fail, item, outcome.reason, now=now)
+            self._on_change([envelope.sender])
+            return
+        federation = self._config.federation
+        expired = await self._db.run(
+            outbound.thd_retry_later,
+            item,
+            outcome.reason,
+            now=now,
+            retry_min=federation.retry_min,
+            retry_max=federation.retry_max,
+            lifetime=federation.lifetime,
+        )
+        self._log.warn(
+            "letter {letter} to {peer}: {reason}; {what}",
+            letter=envelope.letter_id,
+            peer=peer.id,
+            reason=outcome.reason,
+            what="expired" if expired else "will retry",
+        )
+        if expired:
+            self._on_change([envelope.sender])
+
+    def _transfer(self, item: outbound.Outgoing, peer: PeerSection) -> _Outcome:
+        """On a thread: the signed envelope and its files to `peer`, and its answer."""
+        envelope = item.envelope
+        document = envelope.signed(self._sign).to_json()
+        document["attachments"] = [
+            {
+                "sha256": a.sha256,
+                "data": base64.b64encode(self._blobs.path(a.sha256).read_bytes()).decode(),
+            }
+            for a in envelope.attachments
+        ]
+        tls = self._config.tls
+        try:
+            answer = call_peer(
+                peer,
+                "POST",
+                "/federation/v1/envelopes",
+                node_cert=tls.node_cert,
+                node_key=tls.node_key,
+                body=document,
+            )
+        except PeerUnreachable as exc:
+            return _Outcome("retry", reason=str(exc))
+        if answer.status != 200:
+            error = answer.document.get("error") if isinstance(answer.document, dict) else None
+            said = f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else ""
+            reason = f"HTTP {answer.status} {said}".strip()
+            permanent = 400 <= answer.status < 500 and answer.status not in (408, 429)
+            return _Outcome("refused" if permanent else "retry", reason=reason)
+        try:
+            receipts = tuple(
+                Receipt.verified(doc, self._peers.verifier)
+                for doc in (answer.document or {}).get("receipts", [])
+            )
+        except (EnvelopeInvalid, AttributeError, TypeError) as exc:
+            self._count_refused("bad_receipt")
+            return _Outcome("retry", reason=f"a receipt that does not verify: {exc}")
+        wrong = [r for r in receipts if r.envelope_id != envelope.id or r.node != peer.id]
+        if wrong:
+            self._count_refused("bad_receipt")
+            return _Outcome("retry", reason="receipts for another envelope or from another node")
+        return _Outcome("receipts", receipts=receipts)

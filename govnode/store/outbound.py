@@ -1,0 +1,204 @@
+"""The queue of letters for other nodes: claim with a lease, then receipts or a retry.
+
+A recipient at another node is claimed by moving its `next_attempt_at` a
+lease ahead, in the claiming transaction: another worker (or process) skips
+it, and if this one dies mid-transfer the lease runs out and the letter is
+sent again under the same envelope id, which the peer stores only once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select, update
+
+from govnode.domain.envelope import Envelope, EnvelopeAttachment, Receipt
+from govnode.domain.ids import derived_ulid
+from govnode.domain.status import RecipientStatus
+from govnode.store import audit, sql
+from govnode.store.database import bulk_insert
+from govnode.store.schema import attachments, events, letters, recipients
+
+LEASE = 120.0  # seconds a claimed transfer may take before others may try it
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One letter for one destination node, as it will travel."""
+
+    envelope: Envelope
+    recipient_ids: tuple[int, ...]
+    attempts: int
+    created_at: float
+
+
+def thd_claim_remote(conn: Connection, *, node_id: str, now: float, limit: int) -> list[Outgoing]:
+    """Claim due recipients at other nodes, one Outgoing per (letter, destination)."""
+    claim = sql.for_update_skip_locked(conn, "recipients")
+    due = sql.run(
+        conn,
+        "SELECT id, letter_id, node, attempts FROM recipients"  # noqa: S608 - no input
+        " WHERE status = :queued AND node != :node AND next_attempt_at <= :now"
+        f" ORDER BY id LIMIT :limit{claim}",
+        {"queued": RecipientStatus.QUEUED.value, "node": node_id, "now": now, "limit": limit},
+    ).all()
+    if not due:
+        return []
+    sql.run(
+        conn,
+        "UPDATE recipients SET next_attempt_at = :until WHERE id = :id",
+        [{"until": now + LEASE, "id": row.id} for row in due],
+    )
+    groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    for row in due:
+        groups[(row.letter_id, row.node)].append((row.id, row.attempts))
+    outgoing = []
+    for (letter_id, destination), claimed in groups.items():
+        letter = conn.execute(select(letters).where(letters.c.id == letter_id)).one()
+        listed = conn.execute(
+            select(recipients.c.address, recipients.c.kind)
+            .where(recipients.c.letter_id == letter_id)
+            .order_by(recipients.c.id)
+        ).all()
+        files = conn.execute(
+            select(attachments)
+            .where(attachments.c.letter_id == letter_id)
+            .order_by(attachments.c.position)
+        ).all()
+        envelope = Envelope(
+            id=derived_ulid(letter_id, destination),
+            origin=node_id,
+            destination=destination,
+            letter_id=letter_id,
+            number=letter.number,
+            sender=letter.sender,
+            recipients=tuple((row.address, row.kind) for row in listed),
+            subject=letter.subject,
+            body=letter.body,
+            priority=letter.priority,
+            classification=letter.classification,
+            in_reply_to=letter.in_reply_to,
+            created_at_ms=int(letter.created_at * 1000),
+            attachments=tuple(
+                EnvelopeAttachment(f.filename, f.content_type, f.size, f.sha256) for f in files
+            ),
+        )
+        outgoing.append(
+            Outgoing(
+                envelope,
+                tuple(recipient_id for recipient_id, _ in claimed),
+                max(attempts for _, attempts in claimed),
+                float(letter.created_at),
+            )
+        )
+    return outgoing
+
+
+def thd_record_receipts(
+    conn: Connection, item: Outgoing, receipts: list[Receipt], *, now: float
+) -> list[str]:
+    """What the next node said, into each recipient's status and tracking; the
+    addresses whose status changed."""
+    by_address = {receipt.address: receipt for receipt in receipts}
+    rows = conn.execute(
+        select(recipients.c.id, recipients.c.address).where(recipients.c.id.in_(item.recipient_ids))
+    ).all()
+    changed, trail, entries = [], [], []
+    for row in rows:
+        receipt = by_address.get(row.address)
+        if receipt is None:
+            continue  # not answered for: stays claimed until the lease ends, then retried
+        status = RecipientStatus(receipt.status)
+        final = status in (RecipientStatus.DELIVERED, RecipientStatus.FAILED)
+        conn.execute(
+            update(recipients)
+            .where(recipients.c.id == row.id, recipients.c.status == RecipientStatus.QUEUED)
+            .values(
+                status=status.value,
+                reason=receipt.detail if status is RecipientStatus.FAILED else None,
+                next_attempt_at=None if final or status is RecipientStatus.RELAYED else now,
+                delivered_at=now if status is RecipientStatus.DELIVERED else None,
+            )
+        )
+        changed.append(row.address)
+        trail.append(
+            {
+                "letter_id": item.envelope.letter_id,
+                "address": row.address,
+                "status": status.value,
+                "node": receipt.node,
+                "detail": receipt.detail,
+                "at": receipt.at_ms / 1000,
+            }
+        )
+        entries.append(
+            audit.Entry(
+                f"letter.{status.value}",
+                receipt.node,
+                item.envelope.letter_id,
+                now,
+                {"recipient": row.address, "envelope": item.envelope.id, "receipt": True},
+            )
+        )
+    bulk_insert(conn, events, trail)
+    audit.thd_append_many(conn, entries)
+    return changed
+
+
+def thd_retry_later(
+    conn: Connection,
+    item: Outgoing,
+    reason: str,
+    *,
+    now: float,
+    retry_min: float,
+    retry_max: float,
+    lifetime: float,
+) -> bool:
+    """Count a failed attempt: back off, or expire once the lifetime is over.
+    True when the recipients expired."""
+    if now >= item.created_at + lifetime:
+        detail = f"not handed on within {lifetime / 86400:g} days; last: {reason}"
+        _give_up(conn, item, RecipientStatus.EXPIRED, detail, now=now)
+        return True
+    delay = min(retry_min * 2**item.attempts, retry_max)
+    conn.execute(
+        update(recipients)
+        .where(recipients.c.id.in_(item.recipient_ids))
+        .values(attempts=item.attempts + 1, next_attempt_at=now + delay, reason=reason)
+    )
+    return False
+
+
+def thd_fail(conn: Connection, item: Outgoing, reason: str, *, now: float) -> None:
+    """Give up on these recipients for good (no route, refused by the peer)."""
+    _give_up(conn, item, RecipientStatus.FAILED, reason, now=now)
+
+
+def _give_up(
+    conn: Connection, item: Outgoing, status: RecipientStatus, detail: str, *, now: float
+) -> None:
+    conn.execute(
+        update(recipients)
+        .where(recipients.c.id.in_(item.recipient_ids))
+        .values(status=status.value, reason=detail, next_attempt_at=None)
+    )
+    addresses = conn.scalars(
+        select(recipients.c.address).where(recipients.c.id.in_(item.recipient_ids))
+    ).all()
+    bulk_insert(
+        conn,
+        events,
+        [
+            {
+                "letter_id": item.envelope.letter_id,
+                "address": address,
+                "status": status.value,
+                "node": item.envelope.origin,
+                "detail": detail,
+                "at": now,
+            }
+            for address in addresses
+        ],
+    )
