@@ -318,6 +318,7 @@ class Node(MultiService):
                     reason=reason
                 ).inc(),
                 on_change=self.hub.notify,
+                wake=self.worker.wake,
             )
         self._peers_up: dict[str, bool] = {}
         if self.primary and config.peers:
@@ -375,6 +376,8 @@ class Node(MultiService):
             if status.certificate_expires is not None:
                 left = (status.certificate_expires - self.now()).total_seconds()
                 self.metrics.peer_certificate_expiry.labels(peer=peer.id).set(left)
+            if status.ok and self._peers_up.get(peer.id) is False and self.worker.sender:
+                await self.worker.sender.release_backlog(peer.id)
             if self._peers_up.get(peer.id) != status.ok:
                 log = self._log.info if status.ok else self._log.error
                 log(

@@ -53,6 +53,7 @@ class FederationSender:
         routing: RoutingTable,
         count_refused: Callable[[str], None],
         on_change: Callable[[list[str]], None],
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._config = config
         self._db = db
@@ -62,6 +63,9 @@ class FederationSender:
         self._reactor = reactor
         self._count_refused = count_refused  # a peer's answer we could not trust, by reason
         self._on_change = on_change
+        self.wake = wake  # runs the delivery worker again
+        # Peers with letters waiting out a backoff (as far as this process knows).
+        self._backed_off: set[str] = set()
         self.routing = routing
         self._by_id = {peer.id: peer for peer in config.peers}
         self._slots = {peer.id: DeferredSemaphore(peer.max_concurrency) for peer in config.peers}
@@ -105,6 +109,8 @@ class FederationSender:
             changed = await self._db.run(
                 outbound.thd_record_receipts, item, list(outcome.receipts), now=now
             )
+            if peer.id in self._backed_off:  # it failed before: what waits can go
+                await self.release_backlog(peer.id)
             self._on_change([*changed, envelope.sender])
             self._log.info(
                 "letter {letter} handed to {peer}: {count} receipts",
@@ -124,6 +130,7 @@ class FederationSender:
             self._on_change([envelope.sender])
             return
         federation = self._config.federation
+        self._backed_off.add(peer.id)
         expired = await self._db.run(
             outbound.thd_retry_later,
             item,
@@ -142,6 +149,28 @@ class FederationSender:
         )
         if expired:
             self._on_change([envelope.sender])
+
+    async def release_backlog(self, peer: str) -> None:
+        """`peer` answers: what waits out a backoff for it goes now, not at its next retry."""
+        self._backed_off.discard(peer)
+        released = await self._db.run(
+            outbound.thd_release_backlog,
+            node_id=self._config.node.id,
+            via=peer,
+            routes=self._next_hop_or_none,
+            now=self._reactor.seconds(),
+        )
+        if released:
+            self._log.info(
+                "{peer} answers: {count} waiting letters go now", peer=peer, count=released
+            )
+            self.wake()
+
+    def _next_hop_or_none(self, node: str) -> str | None:
+        try:
+            return self.routing.next_hop(node)
+        except NoRoute:
+            return None
 
     def _transfer(self, item: outbound.Outgoing, peer: PeerSection) -> _Outcome:
         """On a thread: the signed envelope and its files to `peer`, and its answer."""

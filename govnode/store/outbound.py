@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, select, update
 
@@ -47,7 +48,8 @@ def thd_claim_remote(conn: Connection, *, node_id: str, now: float, limit: int) 
         return []
     sql.run(
         conn,
-        "UPDATE recipients SET next_attempt_at = :until WHERE id = :id",
+        # In flight: no reason (a backoff sets the last error as its reason).
+        "UPDATE recipients SET next_attempt_at = :until, reason = NULL WHERE id = :id",
         [{"until": now + LEASE, "id": row.id} for row in due],
     )
     groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
@@ -202,3 +204,36 @@ def _give_up(
             for address in addresses
         ],
     )
+
+
+def thd_release_backlog(
+    conn: Connection, *, node_id: str, via: str, routes: Any, now: float
+) -> int:
+    """Make every letter waiting out a backoff for a node reached through `via` due now.
+
+    Called when `via` has just answered: its backlog flows at once instead of
+    at each letter's next retry. `routes(node)` is the next hop for a node.
+    """
+    waiting = conn.scalars(
+        select(recipients.c.node)
+        .where(
+            recipients.c.status == RecipientStatus.QUEUED.value,
+            recipients.c.node != node_id,
+            recipients.c.next_attempt_at > now,
+        )
+        .distinct()
+    ).all()
+    destinations = [node for node in waiting if routes(node) == via]
+    if not destinations:
+        return 0
+    result = conn.execute(
+        update(recipients)
+        .where(
+            recipients.c.status == RecipientStatus.QUEUED.value,
+            recipients.c.node.in_(destinations),
+            recipients.c.next_attempt_at > now,
+            recipients.c.reason.is_not(None),  # waiting out a backoff, not in flight
+        )
+        .values(next_attempt_at=now)
+    )
+    return int(result.rowcount or 0)

@@ -450,3 +450,29 @@ def test_letters_wait_while_center_is_down_and_flow_when_it_is_back(nodes: Nodes
         assert wait_for(all_delivered, 30)
         inbox = [item["id"] for item in center_inbox(nodes)]
         assert all(inbox.count(letter_id) == 1 for letter_id in ids)
+
+
+def test_when_center_answers_again_its_backlog_goes_at_once(nodes: Nodes) -> None:
+    """Long backoffs (30 s and more) do not hold letters up once center answers again."""
+    configure(nodes.kb, default_route="center", retry_min=30, retry_max=600)
+    with NodeProcess(nodes.kb) as kb, kb_agency(nodes, kb) as edu:
+        nodes.center_node.stop()
+        waiting = [
+            edu.request(
+                "POST", "/api/v1/letters", json_body={"to": ["edu@center"], "subject": f"صف {n}"}
+            ).json()["id"]
+            for n in range(3)
+        ]
+        time.sleep(1.5)  # each has failed once and waits 30 s
+        nodes.center_node = NodeProcess(nodes.center).start()
+        # A new letter goes at once; its success releases the others.
+        edu.request("POST", "/api/v1/letters", json_body={"to": ["edu@center"], "subject": "تازه"})
+
+        def all_delivered() -> bool:
+            return all(
+                edu.request("GET", f"/api/v1/letters/{letter_id}").json()["status"] == "delivered"
+                for letter_id in waiting
+            )
+
+        assert wait_for(all_delivered, 15)  # well before the 30 s backoff
+        assert "waiting letters go now" in kb.log_tail(200)
