@@ -27,7 +27,7 @@ from govnode.pki.errors import PkiError
 from govnode.pki.files import read_pem, write_atomic, write_private
 from govnode.relay.peer_check import check_peer
 from govnode.relay.peer_check import table as peer_table
-from govnode.store import audit, certificates, directory
+from govnode.store import audit, certificates, directory, outbound
 from govnode.store.database import Database, DatabaseUnavailable
 from govnode.store.migrate import (
     SchemaOutOfDate,
@@ -375,6 +375,69 @@ def peer_export(args: argparse.Namespace) -> int:
         f'signing_key = "peers/{node_id}-signing.pem"',
     ]
     print("\n".join(lines))
+    return 0
+
+
+def queue(args: argparse.Namespace) -> int:
+    """Letters waiting for other nodes: per destination, how many, how old, how tried."""
+    config = _load(args.home, read_secrets=False)
+    lines = _database(config).read_sync(outbound.thd_queue, node_id=config.node.id)
+    moment = now().timestamp()
+    rows = [
+        {
+            "destination": line.destination,
+            "letters": line.letters,
+            "recipients": line.recipients,
+            "oldest_minutes": round((moment - line.oldest) / 60, 1),
+            "most_attempts": line.most_attempts,
+            "last_error": line.last_error,
+        }
+        for line in lines
+    ]
+    if args.json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    if not rows:
+        print("the queue is empty")
+        return 0
+    header = ("DESTINATION", "LETTERS", "RECIPIENTS", "OLDEST (MIN)", "ATTEMPTS")
+    table = [header] + [
+        (
+            str(r["destination"]),
+            str(r["letters"]),
+            str(r["recipients"]),
+            str(r["oldest_minutes"]),
+            str(r["most_attempts"]),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row, r in zip(table, [None, *rows], strict=True):
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print(line + (f"  {r['last_error']}" if r and r["last_error"] else ""))
+    return 0
+
+
+def queue_show(args: argparse.Namespace) -> int:
+    config = _load(args.home, read_secrets=False)
+    rows = _database(config).read_sync(outbound.thd_queued_letter, args.letter_id)
+    if not rows:
+        raise CliError(f"no letter {args.letter_id!r} on this node")
+    if args.json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    for row in rows:
+        due = (
+            datetime.fromtimestamp(row["next_attempt_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+            if row["next_attempt_at"]
+            else "-"
+        )
+        print(
+            f"{row['address']}  {row['status']}  attempts={row['attempts']}  next={due}"
+            + (f"  {row['reason']}" if row["reason"] else "")
+        )
     return 0
 
 

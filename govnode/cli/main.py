@@ -98,6 +98,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(run=commands.peer_export)
 
+    queue = sub.add_parser("queue", help="letters waiting for other nodes, per destination")
+    queue.add_argument("--json", action="store_true", help="JSON instead of a table")
+    queue.set_defaults(run=commands.queue)
+    queue_sub = queue.add_subparsers(dest="queue_command", metavar="ACTION")
+    show = queue_sub.add_parser("show", help="where one letter's recipients stand")
+    show.add_argument("letter_id")
+    show.add_argument("--json", action="store_true", help="JSON instead of a table")
+    show.set_defaults(run=commands.queue_show)
+
     peers = sub.add_parser("peers", help="say hello to every peer: reachable, who, expiry")
     peers.add_argument("--json", action="store_true", help="JSON instead of a table")
     peers.set_defaults(run=commands.peers)

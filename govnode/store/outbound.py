@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from govnode.domain.envelope import Envelope, EnvelopeAttachment, Receipt
 from govnode.domain.ids import derived_ulid
@@ -237,3 +237,48 @@ def thd_release_backlog(
         .values(next_attempt_at=now)
     )
     return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLine:
+    destination: str
+    letters: int
+    recipients: int
+    oldest: float  # registration time of the oldest waiting letter
+    most_attempts: int
+    last_error: str | None
+
+
+def thd_queue(conn: Connection, *, node_id: str) -> list[QueueLine]:
+    """What waits for other nodes, per destination node (for `govnode queue`)."""
+    rows = conn.execute(
+        select(
+            recipients.c.node,
+            func.count(func.distinct(recipients.c.letter_id)),
+            func.count(),
+            func.min(letters.c.created_at),
+            func.max(recipients.c.attempts),
+            func.max(recipients.c.reason),
+        )
+        .join(letters, letters.c.id == recipients.c.letter_id)
+        .where(recipients.c.status == RecipientStatus.QUEUED.value, recipients.c.node != node_id)
+        .group_by(recipients.c.node)
+        .order_by(recipients.c.node)
+    ).all()
+    return [QueueLine(*row) for row in rows]
+
+
+def thd_queued_letter(conn: Connection, letter_id: str) -> list[dict[str, Any]]:
+    """Each recipient of a letter with where it stands in the queue (`queue show ID`)."""
+    rows = conn.execute(
+        select(
+            recipients.c.address,
+            recipients.c.status,
+            recipients.c.attempts,
+            recipients.c.next_attempt_at,
+            recipients.c.reason,
+        )
+        .where(recipients.c.letter_id == letter_id)
+        .order_by(recipients.c.id)
+    ).all()
+    return [dict(row._mapping) for row in rows]

@@ -439,6 +439,18 @@ def test_letters_wait_while_center_is_down_and_flow_when_it_is_back(nodes: Nodes
         for letter_id in ids:
             shown = edu.request("GET", f"/api/v1/letters/{letter_id}").json()
             assert shown["status"] == "registered", shown
+        # What the operator sees meanwhile.
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert govnode(["--home", str(nodes.kb), "queue", "--json"]) == 0
+        (line,) = json.loads(printed.getvalue())
+        assert (line["destination"], line["letters"]) == ("center", 3)
+        assert line["most_attempts"] >= 1
+        assert "unreachable" in line["last_error"]
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert govnode(["--home", str(nodes.kb), "queue", "show", ids[0]]) == 0
+        assert printed.getvalue().startswith("edu@center  queued  attempts=")
         nodes.center_node = NodeProcess(nodes.center).start()
 
         def all_delivered() -> bool:
