@@ -1,16 +1,19 @@
-"""The demo province (`scripts/run`): a private slapd, node kb, enrolled agencies.
+"""The demo province (`scripts/run`): node kb and the national center, peers.
 
-State lives under `var/demo/` (or `--dir`), one folder per node:
-`kb/ca.pem` (trust it to reach kb), `kb/clients/<code>/{cert,key}.pem`,
-`kb/node/` (the node home), `kb/ldap/` (the directory), `kb/node.log`.
-Running it again reuses the node home and its enrollments.
+Each node has a private slapd and its enrolled agencies. State lives under
+`var/demo/` (or `--dir`), one folder per node: `kb/ca.pem` (trust it to
+reach kb), `kb/clients/<code>/{cert,key}.pem`, `kb/node/` (the node home),
+`kb/ldap/` (the directory), `kb/node.log`; the same under `center/`.
+Running it again reuses the node homes and their enrollments.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -20,6 +23,7 @@ from types import FrameType
 
 from govnode.config import CONFIG_NAME, Config
 from govnode.domain.agency import AgencyStatus
+from govnode.pki import signing
 from govnode.store import directory
 from govnode.store.database import Database
 from govnode.testing.demo_data import demo_file, load_agencies
@@ -28,7 +32,8 @@ from govnode.testing.process import NodeFailedToStart, NodeProcess
 from govnode.testing.pytest_plugin import DEMO_USERS
 from govnode.testing.slapd import Slapd
 
-NODE_NAME = "استانداری کهگیلویه و بویراحمد"
+NODE_NAMES = {"kb": "استانداری کهگیلویه و بویراحمد", "center": "مرکز ملی شبکه دولت"}
+CENTER_PORT_OFFSET = 10  # center's ports beside kb's: 8453, 8091, 8454
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,16 +64,24 @@ def _pending_enrollments(config: Config, clients: Path) -> list[str]:
     ]
 
 
-def prepare_node(root: Path, node_id: str, slapd: Slapd, api_port: int, admin_port: int) -> Config:
+def prepare_node(
+    root: Path,
+    node_id: str,
+    slapd: Slapd,
+    api_port: int,
+    admin_port: int,
+    federation_port: int = 8444,
+) -> Config:
     home = root / "node"
     if not (home / CONFIG_NAME).exists():
         shutil.rmtree(home, ignore_errors=True)  # a half-made home from an interrupted run
-        init_home(home, slapd, node_id=node_id, name=NODE_NAME)
+        init_home(home, slapd, node_id=node_id, name=NODE_NAMES[node_id])
     config = configure(
         home,
         urls=[slapd.url],
         api=f"127.0.0.1:{api_port}",
         admin=f"127.0.0.1:{admin_port}",
+        federation=f"127.0.0.1:{federation_port}",
     )
     agencies = sync_directory(config)
     pending = _pending_enrollments(config, root / "clients")
@@ -81,6 +94,41 @@ def prepare_node(root: Path, node_id: str, slapd: Slapd, api_port: int, admin_po
         flush=True,
     )
     return config
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _peer(home: Path, other: Path, other_id: str, federation_port: int) -> None:
+    """Make `other` a peer of `home` (its CA and signing key, and [[peers]] lines), once."""
+    config_path = home / CONFIG_NAME
+    text = config_path.read_text(encoding="utf-8")
+    url = f"https://127.0.0.1:{federation_port}"
+    if re.search(rf'(?m)^\[\[peers\]\]\nid = "{other_id}"', text):  # peered on an earlier run
+        text = re.sub(r'url = "https://127\.0\.0\.1:\d+"', f'url = "{url}"', text)
+        config_path.write_text(text, encoding="utf-8")
+        return
+    peers = home / "peers"
+    peers.mkdir(exist_ok=True)
+    shutil.copyfile(other / "pki" / "ca.pem", peers / f"{other_id}-ca.pem")
+    public = signing.public_pem((other / "pki" / "signing.key").read_bytes())
+    (peers / f"{other_id}-signing.pem").write_bytes(public)
+    text += (
+        f'\n[[peers]]\nid = "{other_id}"\nurl = "{url}"\n'
+        f'ca_cert = "peers/{other_id}-ca.pem"\nsigning_key = "peers/{other_id}-signing.pem"\n'
+    )
+    config_path.write_text(text, encoding="utf-8")
+
+
+def _route(home: Path, line: str) -> None:
+    """Set the [federation] routing line (`default_route = ...` or `routes = ...`)."""
+    config_path = home / CONFIG_NAME
+    key = line.split("=", 1)[0].strip()
+    text = re.sub(rf"(?m)^{key} = .*$", line, config_path.read_text(encoding="utf-8"), count=1)
+    config_path.write_text(text, encoding="utf-8")
 
 
 def _examples(root: Path, api_url: str) -> str:
@@ -108,6 +156,11 @@ Try it (demo-only credentials: each agency's password is demo-<code>):
     --cert {d / "cert.pem"} --key {d / "key.pem"} --password-file /tmp/edu.pw
   .venv/bin/govnode client send --to welfare --subject "گزارش" --attach README.md
   .venv/bin/govnode client outbox
+  # a letter to the national center's Presidential Office, through kb's relay
+  .venv/bin/govnode client send --to presidency@center --subject "گزارش استان"
+  .venv/bin/govnode client outbox      # delivered at center within seconds
+  .venv/bin/govnode --home {root / "node"} queue   # what waits for other nodes
+  .venv/bin/govnode --home {root / "node"} peers   # is center reachable, and who it is
 Press Ctrl-C to stop.
 """
 
@@ -123,33 +176,61 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    center_root = args.dir.absolute() / "center"
+    center_root.mkdir(parents=True, exist_ok=True)
     slapd = Slapd(root / "ldap")
     slapd.seed(load_agencies(demo_file("agencies.csv")), users=DEMO_USERS)
+    center_slapd = Slapd(center_root / "ldap", base_dn="dc=center,dc=gov,dc=ir")
+    center_slapd.seed(load_agencies(demo_file("center-agencies.csv")))
     slapd.start()
-    node = NodeProcess(root / "node", log_path=root / "node.log")
+    center_slapd.start()
+    # (api, admin, federation) of each node; any free ones with --port 0.
+    offset = CENTER_PORT_OFFSET
+    kb_ports = (args.port, args.admin_port, args.port + 1 if args.port else _free_port())
+    center_ports = (
+        args.port + offset if args.port else 0,
+        args.admin_port + offset if args.admin_port else 0,
+        args.port + 1 + offset if args.port else _free_port(),
+    )
+    nodes = [
+        NodeProcess(center_root / "node", log_path=center_root / "node.log"),
+        NodeProcess(root / "node", log_path=root / "node.log"),
+    ]
     try:
-        prepare_node(root, "kb", slapd, args.port, args.admin_port)
-        try:
-            node.start()
-        except NodeFailedToStart as exc:
-            print(f"scripts/run: {exc}", file=sys.stderr)
-            if "already in use" in str(exc):
-                print(
-                    "scripts/run: another program holds the port; try --port 0 --admin-port 0",
-                    file=sys.stderr,
-                )
-            return 1
-        print(f"govnode ready: kb {node.api_url} admin={node.admin_url}", flush=True)
-        print(_examples(root, node.api_url), flush=True)
-        while not stop.wait(1.0):
-            if node.exit_code() is not None:
-                print(f"scripts/run: the node exited; its log:\n{node.log_tail()}", file=sys.stderr)
+        prepare_node(root, "kb", slapd, *kb_ports)
+        prepare_node(center_root, "center", center_slapd, *center_ports)
+        _peer(root / "node", center_root / "node", "center", center_ports[2])
+        _peer(center_root / "node", root / "node", "kb", kb_ports[2])
+        _route(root / "node", 'default_route = "center"')
+        _route(center_root / "node", 'routes = { kb = "kb" }')
+        for node, name in zip(nodes, ("center", "kb"), strict=True):
+            try:
+                node.start()
+            except NodeFailedToStart as exc:
+                print(f"scripts/run: node {name}: {exc}", file=sys.stderr)
+                if "already in use" in str(exc):
+                    print(
+                        "scripts/run: another program holds the port; try --port 0 --admin-port 0",
+                        file=sys.stderr,
+                    )
                 return 1
+            print(f"govnode ready: {name} {node.api_url} admin={node.admin_url}", flush=True)
+        print(_examples(root, nodes[1].api_url), flush=True)
+        while not stop.wait(1.0):
+            for node, name in zip(nodes, ("center", "kb"), strict=True):
+                if node.exit_code() is not None:
+                    print(
+                        f"scripts/run: node {name} exited; its log:\n{node.log_tail()}",
+                        file=sys.stderr,
+                    )
+                    return 1
         print("stopping ...", flush=True)
         return 0
     finally:
-        node.stop()
+        for node in nodes:
+            node.stop()
         slapd.stop()
+        center_slapd.stop()
 
 
 if __name__ == "__main__":
