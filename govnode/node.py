@@ -196,6 +196,8 @@ class Node(MultiService):
             metrics=self.metrics,
             session_ttl=config.tls.reload_interval,
         )
+        # The node's signature: audit checkpoints, envelopes and receipts (read once).
+        self._sign = signing.signer(self.authority.signing_key())
         self.blobs = BlobStore(config.node.data_dir / "attachments")
         self.hub = EventHub()
         self.routing = RoutingTable(
@@ -233,7 +235,6 @@ class Node(MultiService):
                 "directory sync", config.ldap.sync_interval, self.sync_directory, self.clock
             ).setServiceParent(self)
             _Periodic("purge", PURGE_INTERVAL, self._purge, self.clock).setServiceParent(self)
-            self._sign = signing.signer(self.authority.signing_key())
             _Periodic(
                 "audit checkpoint", CHECKPOINT_INTERVAL, self._checkpoint, self.clock
             ).setServiceParent(self)
@@ -287,7 +288,7 @@ class Node(MultiService):
                 metrics=self.metrics,
                 db=self.db,
                 blobs=self.blobs,
-                sign=signing.signer(self.authority.signing_key()),
+                sign=self._sign,
                 reactor=reactor,
                 on_delivered=self._delivered,
                 max_body=config.limits.max_body_bytes,
@@ -311,7 +312,7 @@ class Node(MultiService):
                 db=self.db,
                 blobs=self.blobs,
                 peers=peers,
-                sign=signing.signer(self.authority.signing_key()),
+                sign=self._sign,
                 reactor=reactor,
                 routing=self.routing,
                 count_refused=lambda reason: self.metrics.federation_refused.labels(

@@ -11,7 +11,7 @@ after the commit: durable (one fsync per batch) without costing throughput.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -197,8 +197,7 @@ class Database:
     ) -> T:
         """Run `fn(conn, ...)` in one write transaction, here and now."""
         try:
-            with self._write_lock, self.engine.begin() as conn:
-                _one_writer_at_a_time(conn)
+            with self._write_transaction() as conn:
                 return fn(conn, *args, **kwargs)
         except DBAPIError as exc:
             raise _unavailable(exc) from exc
@@ -211,6 +210,14 @@ class Database:
                 return fn(conn, *args, **kwargs)
         except DBAPIError as exc:
             raise _unavailable(exc) from exc
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[Connection]:
+        """A write transaction, taken in turn with every other writer of the database
+        (in this process and the others)."""
+        with self._write_lock, self.engine.begin() as conn:
+            _one_writer_at_a_time(conn)
+            yield conn
 
     # -- from the reactor ----------------------------------------------------
 
@@ -254,8 +261,7 @@ class Database:
         """
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self._write_lock, self.engine.begin() as conn:
-                _one_writer_at_a_time(conn)
+            with self._write_transaction() as conn:
                 if len(work) == 1:
                     outcomes.append((True, work[0](conn)))
                     return outcomes
