@@ -13,12 +13,12 @@ import getpass
 import json
 import mimetypes
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from govnode.cli.agency_client import AgencyClient, Response
 from govnode.cli.errors import EXIT_PROBLEM, CliError
+from govnode.cli.output import print_json
 from govnode.pki.files import write_private
 
 DEFAULT_PROFILE = Path("~/.config/govnode/client.json")
@@ -139,11 +139,6 @@ def _answer(response: Response) -> Any:
     return response.json() if response.body else None
 
 
-def _print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
-    print()
-
-
 def _summaries(answer: dict[str, Any], *, received: bool) -> None:
     for letter in answer["letters"]:
         mark = " " if not received or letter["read_at"] else "*"
@@ -237,7 +232,7 @@ def _send(args: argparse.Namespace) -> int:
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     answer = _call(_client(args), "POST", "/api/v1/letters", json_body=letter, headers=headers)
     if args.json:
-        _print_json(answer)
+        print_json(answer)
         return 0
     print(f"registered {answer['number']} ({answer['created_at_jalali']}), id {answer['id']}")
     for recipient in answer["recipients"]:
@@ -248,13 +243,13 @@ def _send(args: argparse.Namespace) -> int:
 def _inbox(args: argparse.Namespace) -> int:
     query = {"limit": str(args.limit)} | ({"unread": "true"} if args.unread else {})
     answer = _call(_client(args), "GET", "/api/v1/inbox", query=query)
-    _print_json(answer) if args.json else _summaries(answer, received=True)
+    print_json(answer) if args.json else _summaries(answer, received=True)
     return 0
 
 
 def _outbox(args: argparse.Namespace) -> int:
     answer = _call(_client(args), "GET", "/api/v1/outbox", query={"limit": str(args.limit)})
-    _print_json(answer) if args.json else _summaries(answer, received=False)
+    print_json(answer) if args.json else _summaries(answer, received=False)
     return 0
 
 
@@ -262,7 +257,7 @@ def _show(args: argparse.Namespace) -> int:
     client = _client(args)
     letter = _call(client, "GET", f"/api/v1/letters/{args.id}")
     if args.json:
-        _print_json(letter)
+        print_json(letter)
     else:
         print(f"{letter['number']}  {letter['created_at_jalali']}  ({letter['status']})")
         print(f"from:    {letter['sender']}")
@@ -289,14 +284,14 @@ def _show(args: argparse.Namespace) -> int:
 
 def _read(args: argparse.Namespace) -> int:
     answer = _call(_client(args), "POST", f"/api/v1/letters/{args.id}/read")
-    _print_json(answer) if args.json else print(f"read at {answer['read_at']}")
+    print_json(answer) if args.json else print(f"read at {answer['read_at']}")
     return 0
 
 
 def _track(args: argparse.Namespace) -> int:
     answer = _call(_client(args), "GET", f"/api/v1/letters/{args.id}/events")
     if args.json:
-        _print_json(answer)
+        print_json(answer)
         return 0
     for event in answer["events"]:
         print(
@@ -311,7 +306,7 @@ def _lookup(args: argparse.Namespace) -> int:
         _client(args), "GET", "/api/v1/directory", query={"q": args.query, "limit": str(args.limit)}
     )
     if args.json:
-        _print_json(answer)
+        print_json(answer)
         return 0
     for agency in answer["agencies"]:
         print(f"{agency['address']:<28} {agency['status']:<9} {agency['name']}")

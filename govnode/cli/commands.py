@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import os
 import re
 import shutil
-import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from govnode.cli.errors import EXIT_PROBLEM, CliError
+from govnode.cli.output import aligned, print_json
 from govnode.config import CONFIG_NAME, Config, ConfigError, load_config, parse_config
 from govnode.config.template import InitValues, render_config
 from govnode.directory.errors import DirectoryUnavailable
@@ -25,8 +24,7 @@ from govnode.pki import ca, signing
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.errors import PkiError
 from govnode.pki.files import read_pem, write_atomic, write_private
-from govnode.relay.peer_check import check_peer
-from govnode.relay.peer_check import table as peer_table
+from govnode.relay.peer_check import PeerStatus, check_peer
 from govnode.store import audit, certificates, directory, outbound
 from govnode.store.database import Database, DatabaseUnavailable
 from govnode.store.migrate import (
@@ -378,6 +376,25 @@ def peer_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _peer_rows(statuses: list[PeerStatus], moment: datetime) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("PEER", "STATUS", "MS", "CERT EXPIRES", "URL / DETAIL")]
+    for s in statuses:
+        expires = "-"
+        if s.certificate_expires is not None:
+            days = (s.certificate_expires - moment).days
+            expires = f"{s.certificate_expires:%Y-%m-%d} ({days} d)"
+        rows.append(
+            (
+                s.peer,
+                "ok" if s.ok else "FAILING",
+                f"{s.milliseconds:.0f}" if s.milliseconds is not None else "-",
+                expires,
+                f"{s.url}  {s.detail}",
+            )
+        )
+    return rows
+
+
 def queue(args: argparse.Namespace) -> int:
     """Letters waiting for other nodes: per destination, how many, how old, how tried."""
     config = _load(args.home, read_secrets=False)
@@ -395,13 +412,12 @@ def queue(args: argparse.Namespace) -> int:
         for line in lines
     ]
     if args.json:
-        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        print_json(rows)
         return 0
     if not rows:
         print("the queue is empty")
         return 0
-    header = ("DESTINATION", "LETTERS", "RECIPIENTS", "OLDEST (MIN)", "ATTEMPTS")
+    header = ("DESTINATION", "LETTERS", "RECIPIENTS", "OLDEST (MIN)", "ATTEMPTS", "LAST ERROR")
     table = [header] + [
         (
             str(r["destination"]),
@@ -409,13 +425,11 @@ def queue(args: argparse.Namespace) -> int:
             str(r["recipients"]),
             str(r["oldest_minutes"]),
             str(r["most_attempts"]),
+            str(r["last_error"] or ""),
         )
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row, r in zip(table, [None, *rows], strict=True):
-        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print(line + (f"  {r['last_error']}" if r and r["last_error"] else ""))
+    print(aligned(table))
     return 0
 
 
@@ -425,8 +439,7 @@ def queue_show(args: argparse.Namespace) -> int:
     if not rows:
         raise CliError(f"no letter {args.letter_id!r} on this node")
     if args.json:
-        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        print_json(rows)
         return 0
     for row in rows:
         due = (
@@ -466,10 +479,9 @@ def peers(args: argparse.Namespace) -> int:
             }
             for s in statuses
         ]
-        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        print_json(rows)
     else:
-        print(peer_table(statuses))
+        print(aligned(_peer_rows(statuses, now())))
     return 0 if all(s.ok for s in statuses) else EXIT_PROBLEM
 
 
@@ -492,8 +504,7 @@ def agency_list(args: argparse.Namespace) -> int:
         for r in records
     ]
     if args.json:
-        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        print_json(rows)
         return 0
     if not rows:
         print("the directory cache is empty: run `govnode directory sync`")

@@ -8,7 +8,7 @@ answer only from a node certificate that names that very peer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from govnode.config.model import PeerSection
@@ -53,31 +53,4 @@ def check_peer(
         f"knows us as {document.get('peer')}",
         expires,
         round(answer.milliseconds, 1),
-    )
-
-
-def table(statuses: list[PeerStatus], *, now: datetime | None = None) -> str:
-    """The statuses as the aligned table `govnode peers` prints."""
-    moment = now or datetime.now(UTC)
-    rows = [("PEER", "STATUS", "MS", "CERT EXPIRES", "URL / DETAIL")]
-    for s in statuses:
-        expires = "-"
-        if s.certificate_expires is not None:
-            days = (s.certificate_expires - moment).days
-            expires = f"{s.certificate_expires:%Y-%m-%d} ({days} d)"
-        rows.append(
-            (
-                s.peer,
-                "ok" if s.ok else "FAILING",
-                f"{s.milliseconds:.0f}" if s.milliseconds is not None else "-",
-                expires,
-                f"{s.url}  {s.detail}",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
-        + "  "
-        + row[4]
-        for row in rows
     )
