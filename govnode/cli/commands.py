@@ -353,27 +353,38 @@ def peer_export(args: argparse.Namespace) -> int:
     config = _load(args.home, read_secrets=False)
     if not args.url.startswith("https://"):
         raise CliError(f"--url: must be an https:// URL, not {args.url!r}")
+    files, lines = peer_material(config, args.url)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        write_atomic(args.out / name, content)
+    names = " and ".join(str(args.out / name) for name in files)
+    print(f"wrote {names}.")
+    print("On the other node, copy them to peers/ in its home and add to its govnode.toml:")
+    print()
+    print(lines)
+    return 0
+
+
+def peer_material(config: Config, url: str) -> tuple[dict[str, bytes], str]:
+    """What another node needs to make this one its peer: files for its `peers/`
+    folder (the CA, the public signing key) and the `[[peers]]` lines naming them."""
     node_id = config.node.id
     try:
         ca_pem = config.tls.ca_cert.read_bytes()
         public = signing.public_pem(config.tls.signing_key.read_bytes())
     except OSError as exc:
         raise CliError(f"{exc.filename}: cannot read: {exc.strerror}") from None
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / f"{node_id}-ca.pem", ca_pem)
-    write_atomic(args.out / f"{node_id}-signing.pem", public)
-    lines = [
-        f"wrote {args.out / f'{node_id}-ca.pem'} and {args.out / f'{node_id}-signing.pem'}.",
-        "On the other node, copy them to peers/ in its home and add to its govnode.toml:",
-        "",
-        "[[peers]]",
-        f'id = "{node_id}"',
-        f'url = "{args.url.rstrip("/")}"',
-        f'ca_cert = "peers/{node_id}-ca.pem"',
-        f'signing_key = "peers/{node_id}-signing.pem"',
-    ]
-    print("\n".join(lines))
-    return 0
+    files = {f"{node_id}-ca.pem": ca_pem, f"{node_id}-signing.pem": public}
+    lines = "\n".join(
+        [
+            "[[peers]]",
+            f'id = "{node_id}"',
+            f'url = "{url.rstrip("/")}"',
+            f'ca_cert = "peers/{node_id}-ca.pem"',
+            f'signing_key = "peers/{node_id}-signing.pem"',
+        ]
+    )
+    return files, lines
 
 
 def _peer_rows(statuses: list[PeerStatus], moment: datetime) -> list[tuple[str, ...]]:

@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from govnode.cli.commands import peer_material
 from govnode.config import CONFIG_NAME, Config
 from govnode.domain.agency import AgencyStatus
-from govnode.pki import signing
 from govnode.store import directory
 from govnode.store.database import Database
 from govnode.testing.demo_data import demo_file, load_agencies
@@ -102,25 +102,20 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _peer(home: Path, other: Path, other_id: str, federation_port: int) -> None:
-    """Make `other` a peer of `home` (its CA and signing key, and [[peers]] lines), once."""
+def _peer(home: Path, other: Config, federation_port: int) -> None:
+    """Make `other` a peer of `home` (what `govnode peer export` gives), once."""
     config_path = home / CONFIG_NAME
     text = config_path.read_text(encoding="utf-8")
     url = f"https://127.0.0.1:{federation_port}"
-    if re.search(rf'(?m)^\[\[peers\]\]\nid = "{other_id}"', text):  # peered on an earlier run
+    if re.search(rf'(?m)^\[\[peers\]\]\nid = "{other.node.id}"', text):  # an earlier run
         text = re.sub(r'url = "https://127\.0\.0\.1:\d+"', f'url = "{url}"', text)
         config_path.write_text(text, encoding="utf-8")
         return
-    peers = home / "peers"
-    peers.mkdir(exist_ok=True)
-    shutil.copyfile(other / "pki" / "ca.pem", peers / f"{other_id}-ca.pem")
-    public = signing.public_pem((other / "pki" / "signing.key").read_bytes())
-    (peers / f"{other_id}-signing.pem").write_bytes(public)
-    text += (
-        f'\n[[peers]]\nid = "{other_id}"\nurl = "{url}"\n'
-        f'ca_cert = "peers/{other_id}-ca.pem"\nsigning_key = "peers/{other_id}-signing.pem"\n'
-    )
-    config_path.write_text(text, encoding="utf-8")
+    files, lines = peer_material(other, url)
+    (home / "peers").mkdir(exist_ok=True)
+    for name, content in files.items():
+        (home / "peers" / name).write_bytes(content)
+    config_path.write_text(f"{text}\n{lines}\n", encoding="utf-8")
 
 
 def _route(home: Path, line: str) -> None:
@@ -197,10 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         NodeProcess(root / "node", log_path=root / "node.log"),
     ]
     try:
-        prepare_node(root, "kb", slapd, *kb_ports)
-        prepare_node(center_root, "center", center_slapd, *center_ports)
-        _peer(root / "node", center_root / "node", "center", center_ports[2])
-        _peer(center_root / "node", root / "node", "kb", kb_ports[2])
+        kb = prepare_node(root, "kb", slapd, *kb_ports)
+        center = prepare_node(center_root, "center", center_slapd, *center_ports)
+        _peer(root / "node", center, center_ports[2])
+        _peer(center_root / "node", kb, kb_ports[2])
         _route(root / "node", 'default_route = "center"')
         _route(center_root / "node", 'routes = { kb = "kb" }')
         for node, name in zip(nodes, ("center", "kb"), strict=True):
