@@ -37,6 +37,8 @@ from govnode.pki.errors import PkiError
 from govnode.pki.peers import Peers
 from govnode.pki.tls import ServerTLS
 from govnode.processes import SharedSocketEndpoint
+from govnode.relay.directories import PeerDirectories, PeerDirectoryUnavailable
+from govnode.relay.notice_sender import NoticeSender
 from govnode.relay.peer_check import check_peer
 from govnode.relay.sender import FederationSender
 from govnode.relay.worker import DeliveryWorker
@@ -51,6 +53,7 @@ SITE_TIMEOUT = 60  # seconds a connection may sit idle
 CHECKPOINT_INTERVAL = 60  # seconds between signed audit checkpoints
 EVENT_POLL_INTERVAL = 0.1  # seconds between looks for other processes' events
 PEER_CHECK_INTERVAL = 60  # seconds between hellos to each peer
+PEER_DIRECTORY_INTERVAL = 300  # seconds between fetches of each peer's directory
 PURGE_INTERVAL = 3600  # seconds between removals of expired tokens and old login failures
 
 
@@ -291,7 +294,11 @@ class Node(MultiService):
                 sign=self._sign,
                 reactor=reactor,
                 on_delivered=self._delivered,
+                on_change=self.hub.notify,
+                on_queued=self.worker.wake,
+                routing=self.routing,
                 max_body=config.limits.max_body_bytes,
+                public_key=signing.public_pem(self.authority.signing_key()).decode(),
             )
             federation_site = _QuietSite(
                 AcyclicKleinResource(federation_api.app),
@@ -321,8 +328,21 @@ class Node(MultiService):
                 on_change=self.hub.notify,
                 wake=self.worker.wake,
             )
+            self.worker.notice_sender = NoticeSender(
+                config=config, db=self.db, sign=self._sign, reactor=reactor, routing=self.routing
+            )
         self._peers_up: dict[str, bool] = {}
+        self.peer_directories: PeerDirectories | None = None
         if self.primary and config.peers:
+            self.peer_directories = PeerDirectories(
+                config=config, db=self.db, peers=peers, routing=self.routing, reactor=reactor
+            )
+            _Periodic(
+                "peer directories",
+                PEER_DIRECTORY_INTERVAL,
+                self.peer_directories.refresh_all,
+                self.clock,
+            ).setServiceParent(self)
             _Periodic(
                 "peer hello", PEER_CHECK_INTERVAL, self._check_peers, self.clock
             ).setServiceParent(self)
@@ -379,6 +399,12 @@ class Node(MultiService):
                 self.metrics.peer_certificate_expiry.labels(peer=peer.id).set(left)
             if status.ok and self._peers_up.get(peer.id) is False and self.worker.sender:
                 await self.worker.sender.release_backlog(peer.id)
+            if status.ok and not self._peers_up.get(peer.id) and self.peer_directories:
+                try:  # it may have been away: what it serves may have changed
+                    await self.peer_directories.refresh(peer)
+                    await self.peer_directories.load_keys()
+                except PeerDirectoryUnavailable as exc:
+                    self._log.warn("directory of {peer}: {error}", peer=peer.id, error=str(exc))
             if self._peers_up.get(peer.id) != status.ok:
                 log = self._log.info if status.ok else self._log.error
                 log(

@@ -20,7 +20,7 @@ from govnode.api.openapi import openapi_document
 from govnode.domain.address import Address, InvalidAddress
 from govnode.domain.calendar import rfc3339
 from govnode.domain.folding import fold
-from govnode.store import directory
+from govnode.store import directory, peer_directory
 from govnode.store.records import DirectoryQuery
 
 
@@ -95,8 +95,10 @@ class AgencyApi(EventRoutes):
         except InvalidAddress:
             raise not_found(f"no agency {code!r}") from None
         if address.node != self._node_id:
-            # Peer directories arrive with federation; until then other nodes are unknown.
-            raise not_found(f"no agency {address} known to this node")
+            remote = await self._db.read(peer_directory.thd_agency, address)
+            if remote is None:
+                raise not_found(f"no agency {address} in the peer directories this node holds")
+            return json_answer(request, 200, remote.document())
         record = await self._db.read(directory.thd_get, address.code, now=self._clock.seconds())
         if record is None:
             raise not_found(f"no agency {address}")

@@ -24,13 +24,23 @@ from govnode.api.base import read_json_object
 from govnode.api.errors import ApiError, not_found
 from govnode.api.metrics import Metrics
 from govnode.config.model import PeerSection
-from govnode.domain.envelope import EnvelopeInvalid, Receipt, SignedEnvelope, Signer
+from govnode.domain.envelope import (
+    EnvelopeInvalid,
+    Receipt,
+    RoutingLoop,
+    SignedEnvelope,
+    Signer,
+    StatusNotice,
+)
+from govnode.domain.routing import RoutingTable
 from govnode.pki.peers import Peers
 from govnode.pki.tls import peer_certificate
-from govnode.store import federation
+from govnode.store import federation, notices, peer_directory
 from govnode.store.blobs import BadBase64, BlobStore
 from govnode.store.database import Database
 from govnode.store.delivery import Delivered
+
+MAX_NOTICES = 1000  # per request; the sender sends at most notices.BATCH
 
 
 class FederationApi:
@@ -48,7 +58,11 @@ class FederationApi:
         sign: Signer,
         reactor: Any,
         on_delivered: Callable[[list[Delivered]], None],
+        on_change: Callable[[list[str]], None],
+        on_queued: Callable[[], None],
+        routing: RoutingTable,
         max_body: int,
+        public_key: str,
     ) -> None:
         self._node_id = node_id
         self._peers = peers
@@ -58,7 +72,11 @@ class FederationApi:
         self._sign = sign
         self._reactor = reactor
         self._on_delivered = on_delivered
+        self._on_change = on_change  # addresses whose letters changed (event streams)
+        self._on_queued = on_queued  # something waits to be handed on: run the worker
+        self._routing = routing
         self._max_body = max_body
+        self._public_key = public_key  # PEM, served in the directory
 
     def caller(self, request: IRequest) -> PeerSection:
         """The peer node calling, from its certificate; 403 for anyone else."""
@@ -76,6 +94,18 @@ class FederationApi:
         """Who is who: lets an operator (`govnode peers`) and a test see the link works."""
         peer = self.caller(request)
         return _json(request, {"node": self._node_id, "peer": peer.id})
+
+    @app.route("/federation/v1/directory", methods=["GET"])
+    async def directory(self, request: IRequest) -> bytes:
+        """This node's agencies and key, then the nodes it knows (`domain.peer_directory`)."""
+        peer = self.caller(request)
+        served = await self._db.read(
+            peer_directory.thd_served,
+            node_id=self._node_id,
+            signing_key=self._public_key,
+            caller=peer.id,
+        )
+        return _json(request, served)
 
     @app.route("/federation/v1/envelopes", methods=["POST"])
     async def receive(self, request: IRequest) -> bytes:
@@ -96,6 +126,8 @@ class FederationApi:
             ) from None
         if accepted.delivered:
             self._on_delivered(list(accepted.delivered))
+        if envelope.destination != self._node_id and not accepted.replayed:
+            self._on_queued()
         at_ms = int(now * 1000)
         receipts = [
             Receipt(
@@ -126,9 +158,12 @@ class FederationApi:
         if signed.hops[-1] != peer.id:
             raise self._refuse(403, "hop_mismatch", f"the last hop must be you, {peer.id}")
         if envelope.destination != self._node_id:
-            raise self._refuse(
-                422, "no_route", f"this node relays nothing yet; it is not {envelope.destination}"
-            )
+            if not self._routing.routable(envelope.destination):
+                raise self._refuse(422, "no_route", f"no route to node {envelope.destination}")
+            try:
+                signed.forwarded_by(self._node_id)
+            except RoutingLoop as exc:
+                raise self._refuse(422, "routing_loop", str(exc)) from None
         verify = self._peers.verifier(envelope.origin)
         if verify is None:
             raise self._refuse(422, "unknown_origin", f"no signing key of node {envelope.origin}")
@@ -152,6 +187,61 @@ class FederationApi:
             if (sha256, size) != (listed.sha256, listed.size):
                 raise self._refuse(422, "attachment_mismatch", "not the file signed", field=field)
         return signed
+
+    @app.route("/federation/v1/notices", methods=["POST"])
+    async def receive_notices(self, request: IRequest) -> bytes:
+        """Status notices (read, delivered...) for letters of this node or to pass on.
+
+        Each notice is judged alone: one that does not verify is refused
+        (logged, counted) and the others are taken. The caller drops them all.
+        """
+        peer = self.caller(request)
+        taken, results = await deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), self._read_notices, request, peer
+        )
+        senders, onward = await self._db.run(
+            notices.thd_receive, taken, node_id=self._node_id, now=self._reactor.seconds()
+        )
+        if senders:
+            self._on_change(senders)
+        if onward:
+            self._on_queued()
+        return _json(request, {"results": results})
+
+    def _read_notices(
+        self, request: IRequest, peer: PeerSection
+    ) -> tuple[list[StatusNotice], list[dict[str, Any]]]:
+        document = read_json_object(request, self._max_body)
+        items = document.get("notices")
+        if not isinstance(items, list) or len(items) > MAX_NOTICES:
+            raise ApiError(
+                422, "invalid_field", f"a list of at most {MAX_NOTICES} notices", field="notices"
+            )
+        taken: list[StatusNotice] = []
+        results: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            try:
+                notice = StatusNotice.from_json(
+                    item, caller=peer.id, here=self._node_id, verify_for=self._peers.verifier
+                )
+                if notice.destination != self._node_id and not self._routing.routable(
+                    notice.destination
+                ):
+                    raise EnvelopeInvalid("destination", f"no route to {notice.destination}")
+            except (EnvelopeInvalid, RoutingLoop) as exc:
+                reason = "routing_loop" if isinstance(exc, RoutingLoop) else "bad_notice"
+                self._metrics.federation_refused.labels(reason=reason).inc()
+                self._log.warn(
+                    "notice {index} from {peer} refused: {error}",
+                    index=index,
+                    peer=peer.id,
+                    error=exc,
+                )
+                results.append({"accepted": False, "reason": str(exc)})
+                continue
+            taken.append(notice)
+            results.append({"accepted": True})
+        return taken, results
 
     def _refuse(
         self, status: int, code: str, message: str, *, field: str | None = None

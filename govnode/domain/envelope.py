@@ -202,7 +202,7 @@ class Receipt:
         return canonical_json(self.document())
 
     def signed(self, sign: Signer) -> dict[str, Any]:
-        return {"receipt": self.document(), "signature": sign(self.canonical())}
+        return SignedReceipt(self, sign(self.canonical())).to_json()
 
     @classmethod
     def verified(cls, document: object, verify_for: Callable[[str], Verifier | None]) -> Receipt:
@@ -233,6 +233,64 @@ class Receipt:
         if not verify(receipt.canonical(), _text(top, "signature", prefix="")):
             raise EnvelopeInvalid("signature", f"the receipt is not signed by {receipt.node}")
         return receipt
+
+
+@dataclass(frozen=True, slots=True)
+class SignedReceipt:
+    """A verified receipt with its signature, to be handed on as it came (a notice)."""
+
+    receipt: Receipt
+    signature: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"receipt": self.receipt.document(), "signature": self.signature}
+
+    @classmethod
+    def verified(
+        cls, document: object, verify_for: Callable[[str], Verifier | None]
+    ) -> SignedReceipt:
+        receipt = Receipt.verified(document, verify_for)
+        assert isinstance(document, dict)  # Receipt.verified checked it
+        return cls(receipt, document["signature"])
+
+
+@dataclass(frozen=True, slots=True)
+class StatusNotice:
+    """A signed receipt travelling back to the letter's origin node, hop by hop."""
+
+    destination: str
+    signed: SignedReceipt
+    hops: tuple[str, ...]  # the nodes it has passed, the last one the caller
+
+    def to_json(self) -> dict[str, Any]:
+        return {"destination": self.destination, **self.signed.to_json(), "hops": list(self.hops)}
+
+    @classmethod
+    def from_json(
+        cls,
+        document: object,
+        *,
+        caller: str,
+        here: str,
+        verify_for: Callable[[str], Verifier | None],
+    ) -> StatusNotice:
+        """Read one notice from `caller`; EnvelopeInvalid (`field` says what) if it is
+        malformed, loops, does not come from `caller`, or does not verify."""
+        fields = _mapping(document, "notice")
+        destination = _node(fields, "destination", prefix="")
+        hops_value = fields.get("hops")
+        if (
+            not isinstance(hops_value, list)
+            or not hops_value
+            or not all(isinstance(hop, str) and is_node_id(hop) for hop in hops_value)
+        ):
+            raise EnvelopeInvalid("hops", "must be a non-empty list of node ids")
+        hops = tuple(hops_value)
+        if hops[-1] != caller:
+            raise EnvelopeInvalid("hops", f"the last hop must be the caller, {caller}")
+        if here in hops or len(hops) >= MAX_HOPS:
+            raise RoutingLoop(f"notice has passed {here} or {MAX_HOPS} nodes already")
+        return cls(destination, SignedReceipt.verified(fields, verify_for), hops)
 
 
 # -- reading peers' JSON ------------------------------------------------------

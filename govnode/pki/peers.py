@@ -1,4 +1,8 @@
-"""The configured peers as trust: the CAs that may vouch for each, and their signing keys."""
+"""The configured peers as trust: the CAs that may vouch for each, and their signing keys.
+
+Beside the configured keys, the keys of nodes behind a peer, as that peer's
+directory vouches for them (`domain.peer_directory`): configured keys win.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ class Peers:
         self._peers = {peer.id: peer for peer in peers}
         self._cas: dict[str, list[x509.Certificate]] = {}
         self._verifiers: dict[str, Verifier] = {}
+        self._learned: dict[str, Verifier] = {}
         for peer in peers:
             if peer.ca_cert is not None:
                 self._cas[peer.id] = x509.load_pem_x509_certificates(peer.ca_cert.read_bytes())
@@ -38,8 +43,29 @@ class Peers:
                 )
 
     def verifier(self, node: str) -> Verifier | None:
-        """What checks the signatures of `node` (a peer), if we have its key."""
-        return self._verifiers.get(node)
+        """What checks the signatures of `node`, if we have its key: a peer's
+        from the configuration, another node's as a peer's directory served it."""
+        return self._verifiers.get(node) or self._learned.get(node)
+
+    def learn(self, keys: dict[str, str]) -> None:
+        """Use these served keys (PEM by node) for nodes that are not configured peers."""
+        learned: dict[str, Verifier] = {}
+        for node, pem in keys.items():
+            if node in self._peers:
+                continue
+            try:
+                learned[node] = signing.verifier(pem.encode())
+            except ValueError as exc:
+                self._log.error("node {node}: served key unusable: {error}", node=node, error=exc)
+        self._learned = learned
+
+    def signing_key_pem(self, node: str) -> str | None:
+        """A configured peer's public key as PEM (served to the other peers)."""
+        peer = self._peers.get(node)
+        try:
+            return peer.signing_key.read_text() if peer is not None else None
+        except OSError:
+            return None
 
     @property
     def ca_files(self) -> list[PeerSection]:

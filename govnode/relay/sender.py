@@ -20,7 +20,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from govnode.config.model import Config, PeerSection
-from govnode.domain.envelope import EnvelopeInvalid, Receipt, Signer
+from govnode.domain.envelope import EnvelopeInvalid, SignedReceipt, Signer
 from govnode.domain.routing import NoRoute, RoutingTable
 from govnode.pki.peers import Peers
 from govnode.relay.peer_client import PeerUnreachable, call_peer
@@ -34,7 +34,7 @@ BATCH = 200
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     kind: str  # "receipts" | "refused" | "retry"
-    receipts: tuple[Receipt, ...] = ()
+    receipts: tuple[SignedReceipt, ...] = ()
     reason: str = ""
 
 
@@ -175,7 +175,7 @@ class FederationSender:
     def _transfer(self, item: outbound.Outgoing, peer: PeerSection) -> _Outcome:
         """On a thread: the signed envelope and its files to `peer`, and its answer."""
         envelope = item.envelope
-        document = envelope.signed(self._sign).to_json()
+        document = item.signed(self._sign).to_json()
         document["attachments"] = [
             {
                 "sha256": a.sha256,
@@ -203,13 +203,17 @@ class FederationSender:
             return _Outcome("refused" if permanent else "retry", reason=reason)
         try:
             receipts = tuple(
-                Receipt.verified(doc, self._peers.verifier)
+                SignedReceipt.verified(doc, self._peers.verifier)
                 for doc in (answer.document or {}).get("receipts", [])
             )
         except (EnvelopeInvalid, AttributeError, TypeError) as exc:
             self._count_refused("bad_receipt")
             return _Outcome("retry", reason=f"a receipt that does not verify: {exc}")
-        wrong = [r for r in receipts if r.envelope_id != envelope.id or r.node != peer.id]
+        wrong = [
+            r
+            for r in (signed.receipt for signed in receipts)
+            if r.envelope_id != envelope.id or r.node != peer.id
+        ]
         if wrong:
             self._count_refused("bad_receipt")
             return _Outcome("retry", reason="receipts for another envelope or from another node")

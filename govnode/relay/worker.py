@@ -16,6 +16,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from govnode.directory.errors import DirectoryUnavailable
+from govnode.relay.notice_sender import BATCH as NOTICE_BATCH
+from govnode.relay.notice_sender import NoticeSender
 from govnode.relay.sender import BATCH as SEND_BATCH
 from govnode.relay.sender import FederationSender
 from govnode.store import delivery
@@ -48,6 +50,7 @@ class DeliveryWorker(Service):
         self._again = False
         self._soon: IDelayedCall | None = None
         self.sender: FederationSender | None = None  # letters for other nodes, if any peers
+        self.notice_sender: NoticeSender | None = None  # statuses back to letters' origins
 
     def startService(self) -> None:
         super().startService()
@@ -91,6 +94,11 @@ class DeliveryWorker(Service):
                 if len(done) < BATCH:
                     break
             while self.sender is not None and await self.sender.send_due() >= SEND_BATCH:
+                pass
+            while (
+                self.notice_sender is not None
+                and await self.notice_sender.send_due() >= NOTICE_BATCH
+            ):
                 pass
         except (DatabaseUnavailable, DirectoryUnavailable) as exc:
             self._log.error("delivery paused: {error}", error=str(exc))

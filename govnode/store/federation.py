@@ -1,7 +1,8 @@
-"""Letters received from peer nodes: stored once per envelope, delivered to local inboxes.
+"""Letters received from peer nodes: stored once per envelope, delivered or handed on.
 
 A peer retries until it has our receipts, so an envelope may arrive more
-than once: the first arrival stores the letter and delivers it, in one
+than once: the first arrival stores the letter and delivers it (or queues it
+for the next hop, keeping the signed envelope as it came), in one
 transaction; every later one gets the same outcome back and changes nothing.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 
 from govnode.domain.address import Address, InvalidAddress
-from govnode.domain.envelope import SignedEnvelope
+from govnode.domain.envelope import Envelope, SignedEnvelope
 from govnode.domain.status import RecipientStatus
 from govnode.store import audit, delivery
 from govnode.store.database import bulk_insert
@@ -37,16 +38,24 @@ class Accepted:
 def thd_accept_envelope(
     conn: Connection, signed: SignedEnvelope, *, peer: str, node_id: str, now: float
 ) -> Accepted:
-    """Store a verified envelope addressed to this node and deliver it, or replay."""
+    """Store a verified envelope and deliver it here or queue it for its next hop; or replay.
+
+    Every envelope of a letter (one per destination node) may pass this node:
+    the letter is stored once, each envelope adds its destination's recipients.
+    """
     envelope = signed.envelope
     earlier = conn.execute(
         select(inbound_envelopes.c.outcome).where(inbound_envelopes.c.envelope_id == envelope.id)
     ).scalar_one_or_none()
     if earlier is not None:
         return Accepted(tuple(tuple(item) for item in json.loads(earlier)), replayed=True)
-    if conn.execute(select(letters.c.id).where(letters.c.id == envelope.letter_id)).first():
+    stored = conn.execute(
+        select(letters.c.sender, letters.c.number).where(letters.c.id == envelope.letter_id)
+    ).first()
+    if stored is not None and (stored.sender, stored.number) != (envelope.sender, envelope.number):
         raise LetterExists(envelope.letter_id)
-    local: list[Address] = []
+    relaying = envelope.destination != node_id
+    local: list[Address] = []  # the recipients at the envelope's destination
     outcome: list[tuple[str, str, str]] = []
     for text, _kind in envelope.recipients:
         try:
@@ -54,8 +63,109 @@ def thd_accept_envelope(
         except InvalidAddress:
             outcome.append((text, RecipientStatus.FAILED.value, "not an agency address"))
             continue
-        if address.node == node_id:
+        if address.node == envelope.destination:
             local.append(address)
+    if stored is None:
+        _store_letter(conn, envelope)
+    kinds = dict(envelope.recipients)
+    bulk_insert(
+        conn,
+        recipients,
+        [
+            {
+                "letter_id": envelope.letter_id,
+                "address": str(address),
+                "code": address.code,
+                "node": address.node,
+                "kind": kinds.get(str(address), "to"),
+                "status": RecipientStatus.QUEUED.value,
+                "next_attempt_at": now,
+                "attempts": 0,
+            }
+            for address in local
+        ],
+    )
+    bulk_insert(
+        conn,
+        events,
+        [
+            {
+                "letter_id": envelope.letter_id,
+                "address": str(address),
+                "status": RecipientStatus.QUEUED.value,
+                "node": node_id,
+                "detail": f"received from {peer} ({envelope.number})"
+                + (f", for {envelope.destination}" if relaying else ""),
+                "at": now,
+            }
+            for address in local
+        ],
+    )
+    done: list[delivery.Delivered] = []
+    if relaying:
+        outcome += [
+            (
+                str(address),
+                RecipientStatus.RELAYED.value,
+                f"handed on towards {envelope.destination}",
+            )
+            for address in local
+        ]
+    else:
+        done = delivery.thd_deliver_local(
+            conn, node_id=node_id, now=now, limit=len(local) or 1, letter_id=envelope.letter_id
+        )
+        reasons = {item.address: item.status for item in done}
+        outcome += [
+            (
+                str(address),
+                reasons.get(str(address), RecipientStatus.FAILED.value),
+                "in the inbox"
+                if reasons.get(str(address)) == RecipientStatus.DELIVERED.value
+                else f"no agency {address} here",
+            )
+            for address in local
+        ]
+    audit.thd_append(
+        conn,
+        "letter.received",
+        actor=peer,
+        subject=envelope.letter_id,
+        at=now,
+        detail={
+            "envelope": envelope.id,
+            "origin": envelope.origin,
+            "destination": envelope.destination,
+            "number": envelope.number,
+            "hops": list(signed.hops),
+        },
+    )
+    conn.execute(
+        inbound_envelopes.insert().values(
+            envelope_id=envelope.id,
+            letter_id=envelope.letter_id,
+            peer=peer,
+            origin=envelope.origin,
+            received_at=now,
+            outcome=json.dumps(outcome, ensure_ascii=False),
+            destination=envelope.destination,
+            document=json.dumps(signed.forwarded_by(node_id).to_json(), ensure_ascii=False)
+            if relaying
+            else None,
+        )
+    )
+    return Accepted(tuple(outcome), replayed=False, delivered=tuple(done))
+
+
+def thd_envelope_to_hand_on(conn: Connection, envelope_id: str) -> SignedEnvelope | None:
+    """The envelope as this relay hands it on (its hops end with this node)."""
+    document = conn.execute(
+        select(inbound_envelopes.c.document).where(inbound_envelopes.c.envelope_id == envelope_id)
+    ).scalar_one_or_none()
+    return SignedEnvelope.from_json(json.loads(document)) if document is not None else None
+
+
+def _store_letter(conn: Connection, envelope: Envelope) -> None:
     bulk_insert(
         conn,
         letters,
@@ -93,74 +203,3 @@ def thd_accept_envelope(
             for index, a in enumerate(envelope.attachments)
         ],
     )
-    kinds = dict(envelope.recipients)
-    bulk_insert(
-        conn,
-        recipients,
-        [
-            {
-                "letter_id": envelope.letter_id,
-                "address": str(address),
-                "code": address.code,
-                "node": address.node,
-                "kind": kinds.get(str(address), "to"),
-                "status": RecipientStatus.QUEUED.value,
-                "next_attempt_at": now,
-                "attempts": 0,
-            }
-            for address in local
-        ],
-    )
-    bulk_insert(
-        conn,
-        events,
-        [
-            {
-                "letter_id": envelope.letter_id,
-                "address": str(address),
-                "status": RecipientStatus.QUEUED.value,
-                "node": node_id,
-                "detail": f"received from {peer} ({envelope.number})",
-                "at": now,
-            }
-            for address in local
-        ],
-    )
-    done = delivery.thd_deliver_local(
-        conn, node_id=node_id, now=now, limit=len(local) or 1, letter_id=envelope.letter_id
-    )
-    reasons = {item.address: item.status for item in done}
-    outcome += [
-        (
-            str(address),
-            reasons.get(str(address), RecipientStatus.FAILED.value),
-            "in the inbox"
-            if reasons.get(str(address)) == RecipientStatus.DELIVERED.value
-            else f"no agency {address} here",
-        )
-        for address in local
-    ]
-    audit.thd_append(
-        conn,
-        "letter.received",
-        actor=peer,
-        subject=envelope.letter_id,
-        at=now,
-        detail={
-            "envelope": envelope.id,
-            "origin": envelope.origin,
-            "number": envelope.number,
-            "hops": list(signed.hops),
-        },
-    )
-    conn.execute(
-        inbound_envelopes.insert().values(
-            envelope_id=envelope.id,
-            letter_id=envelope.letter_id,
-            peer=peer,
-            origin=envelope.origin,
-            received_at=now,
-            outcome=json.dumps(outcome, ensure_ascii=False),
-        )
-    )
-    return Accepted(tuple(outcome), replayed=False, delivered=tuple(done))

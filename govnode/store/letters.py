@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from govnode.domain.calendar import jalali_year, registration_number
 from govnode.domain.letters import Submission
 from govnode.domain.status import RecipientStatus
-from govnode.store import audit, directory, sql
+from govnode.store import audit, directory, notices, peer_directory, sql
 from govnode.store.database import Database, bulk_insert
 from govnode.store.schema import (
     attachments,
@@ -132,6 +132,7 @@ def _check_recipients(
         known = directory.thd_known_codes(
             conn, {r.address.code for r in submission.recipients if r.address.node == node_id}
         )
+    remote = []
     for recipient in submission.recipients:
         if recipient.address.node == node_id:
             if recipient.address.code not in known:
@@ -140,6 +141,16 @@ def _check_recipients(
                 )
         elif not routable(recipient.address.node):
             raise UnknownRecipient(recipient.field, f"no route to node {recipient.address.node!r}")
+        else:
+            remote.append(recipient)
+    if remote:
+        unknown = set(peer_directory.thd_unknown(conn, [r.address for r in remote]))
+        for recipient in remote:
+            if recipient.address in unknown:
+                raise UnknownRecipient(
+                    recipient.field,
+                    f"no agency {recipient.address} in the directory of {recipient.address.node}",
+                )
 
 
 def _answer(conn: Connection, new: NewLetter, node_id: str) -> None:
@@ -159,6 +170,10 @@ def _answer(conn: Connection, new: NewLetter, node_id: str) -> None:
         raise NotAReply(str(new.submission.in_reply_to))
     if entry.status == RecipientStatus.ANSWERED:
         return
+    replied_to = str(new.submission.in_reply_to)
+    origin_sender = conn.execute(
+        select(letters.c.sender).where(letters.c.id == replied_to)
+    ).scalar_one()
     if entry.read_at is None:
         # A reply is proof of reading: record it, so the letter leaves the unread
         # list and the trail goes delivered → read → answered like any other.
@@ -177,6 +192,15 @@ def _answer(conn: Connection, new: NewLetter, node_id: str) -> None:
             "letter.read",
             actor=entry.address,
             subject=str(new.submission.in_reply_to),
+            at=new.created_at,
+        )
+        notices.thd_tell_origin(
+            conn,
+            letter_id=replied_to,
+            sender=origin_sender,
+            address=entry.address,
+            status=RecipientStatus.READ,
+            node_id=node_id,
             at=new.created_at,
         )
     conn.execute(
@@ -204,6 +228,16 @@ def _answer(conn: Connection, new: NewLetter, node_id: str) -> None:
         subject=str(new.submission.in_reply_to),
         at=new.created_at,
         detail={"reply": new.id},
+    )
+    notices.thd_tell_origin(
+        conn,
+        letter_id=replied_to,
+        sender=origin_sender,
+        address=entry.address,
+        status=RecipientStatus.ANSWERED,
+        node_id=node_id,
+        at=new.created_at,
+        detail=f"reply {new.id}",
     )
 
 

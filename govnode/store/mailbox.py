@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, null, select, update
 
 from govnode.domain.status import PROGRESS, RecipientStatus, letter_status
-from govnode.store import audit, sql
+from govnode.store import audit, notices, sql
 from govnode.store.schema import attachments, events, letters, recipients
 
 
@@ -277,6 +277,15 @@ def thd_mark_read(
             )
         )
         audit.thd_append(conn, "letter.read", actor=address, subject=letter_id, at=now)
+        notices.thd_tell_origin(
+            conn,
+            letter_id=letter_id,
+            sender=row.sender,
+            address=address,
+            status=status,
+            node_id=node_id,
+            at=now,
+        )
     entry = RecipientView(row.address, row.kind, str(status), row.reason, row.delivered_at, read_at)
     return entry, row.sender
 

@@ -14,10 +14,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from govnode.domain.envelope import Envelope, EnvelopeAttachment, Receipt
+from govnode.domain.envelope import (
+    Envelope,
+    EnvelopeAttachment,
+    SignedEnvelope,
+    SignedReceipt,
+    Signer,
+)
 from govnode.domain.ids import derived_ulid
 from govnode.domain.status import RecipientStatus
-from govnode.store import audit, sql
+from govnode.store import audit, federation, notices, sql
 from govnode.store.database import bulk_insert
 from govnode.store.schema import attachments, events, letters, recipients
 
@@ -32,6 +38,17 @@ class Outgoing:
     recipient_ids: tuple[int, ...]
     attempts: int
     created_at: float
+    here: str  # this node
+    # A letter another node registered, handed on: its origin's signature and
+    # the hops so far (ending with this node). None: this node's own letter.
+    handed_on: SignedEnvelope | None = None
+
+    def signed(self, sign: Signer) -> SignedEnvelope:
+        return self.handed_on if self.handed_on is not None else self.envelope.signed(sign)
+
+    @property
+    def origin_is_here(self) -> bool:
+        return self.envelope.origin == self.here
 
 
 def thd_claim_remote(conn: Connection, *, node_id: str, now: float, limit: int) -> list[Outgoing]:
@@ -58,6 +75,11 @@ def thd_claim_remote(conn: Connection, *, node_id: str, now: float, limit: int) 
     outgoing = []
     for (letter_id, destination), claimed in groups.items():
         letter = conn.execute(select(letters).where(letters.c.id == letter_id)).one()
+        if notices.origin_of(letter.sender) != node_id:
+            item = _handed_on(conn, letter, destination, claimed, node_id=node_id, now=now)
+            if item is not None:
+                outgoing.append(item)
+            continue
         listed = conn.execute(
             select(recipients.c.address, recipients.c.kind)
             .where(recipients.c.letter_id == letter_id)
@@ -92,17 +114,65 @@ def thd_claim_remote(conn: Connection, *, node_id: str, now: float, limit: int) 
                 tuple(recipient_id for recipient_id, _ in claimed),
                 max(attempts for _, attempts in claimed),
                 float(letter.created_at),
+                node_id,
             )
         )
     return outgoing
 
 
+def _handed_on(
+    conn: Connection,
+    letter: Any,
+    destination: str,
+    claimed: list[tuple[int, int]],
+    *,
+    node_id: str,
+    now: float,
+) -> Outgoing | None:
+    """The envelope this relay received for `destination`, to go on as it came."""
+    signed = federation.thd_envelope_to_hand_on(conn, derived_ulid(letter.id, destination))
+    ids = tuple(recipient_id for recipient_id, _ in claimed)
+    item = Outgoing(
+        signed.envelope if signed is not None else _placeholder(letter, destination, node_id),
+        ids,
+        max(attempts for _, attempts in claimed),
+        float(letter.created_at),
+        node_id,
+        handed_on=signed,
+    )
+    if signed is None:  # cannot happen unless the row was removed by hand
+        _give_up(conn, item, RecipientStatus.FAILED, "the envelope to hand on is gone", now=now)
+        return None
+    return item
+
+
+def _placeholder(letter: Any, destination: str, node_id: str) -> Envelope:
+    return Envelope(
+        id=derived_ulid(letter.id, destination),
+        origin=notices.origin_of(letter.sender),
+        destination=destination,
+        letter_id=letter.id,
+        number=letter.number,
+        sender=letter.sender,
+        recipients=(),
+        subject="",
+        body="",
+        priority=letter.priority,
+        classification=letter.classification,
+        in_reply_to=None,
+        created_at_ms=int(letter.created_at * 1000),
+    )
+
+
 def thd_record_receipts(
-    conn: Connection, item: Outgoing, receipts: list[Receipt], *, now: float
+    conn: Connection, item: Outgoing, receipts: list[SignedReceipt], *, now: float
 ) -> list[str]:
     """What the next node said, into each recipient's status and tracking; the
-    addresses whose status changed."""
-    by_address = {receipt.address: receipt for receipt in receipts}
+    addresses whose status changed. A relay hands the receipts on to the origin."""
+    if not item.origin_is_here:
+        for signed in receipts:
+            notices.thd_hand_on(conn, signed, destination=item.envelope.origin, hops=(), at=now)
+    by_address = {signed.receipt.address: signed.receipt for signed in receipts}
     rows = conn.execute(
         select(recipients.c.id, recipients.c.address).where(recipients.c.id.in_(item.recipient_ids))
     ).all()
@@ -181,6 +251,7 @@ def thd_fail(conn: Connection, item: Outgoing, reason: str, *, now: float) -> No
 def _give_up(
     conn: Connection, item: Outgoing, status: RecipientStatus, detail: str, *, now: float
 ) -> None:
+    """Final for these recipients; a relay tells the letter's origin."""
     conn.execute(
         update(recipients)
         .where(recipients.c.id.in_(item.recipient_ids))
@@ -197,13 +268,25 @@ def _give_up(
                 "letter_id": item.envelope.letter_id,
                 "address": address,
                 "status": status.value,
-                "node": item.envelope.origin,
+                "node": item.here,
                 "detail": detail,
                 "at": now,
             }
             for address in addresses
         ],
     )
+    if not item.origin_is_here:
+        for address in addresses:
+            notices.thd_tell_origin(
+                conn,
+                letter_id=item.envelope.letter_id,
+                sender=item.envelope.sender,
+                address=address,
+                status=status,
+                node_id=item.here,
+                at=now,
+                detail=detail,
+            )
 
 
 def thd_release_backlog(

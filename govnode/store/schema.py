@@ -221,4 +221,53 @@ inbound_envelopes = Table(
     Column("origin", String(16), nullable=False),  # the node that registered the letter
     Column("received_at", Float, nullable=False),
     Column("outcome", Text, nullable=False),  # JSON: [[address, status, detail], ...]
+    # (revision 0005) The node it is for; for an envelope handed on, the signed
+    # envelope as received, which the next hop gets with this node added.
+    Column("destination", String(16), nullable=True),
+    Column("document", Text, nullable=True),
+)
+
+# -- relaying and peer directories (revision 0005) -----------------------------
+
+notices = Table(
+    "notices",
+    metadata,
+    # Signed status receipts on their way back to a letter's origin node.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination", String(16), nullable=False),
+    Column("letter_id", String(26), nullable=False),
+    Column("receipt", Text, nullable=False),  # JSON: Receipt.document()
+    Column("signature", Text, nullable=True),  # None: this node's own, signed when sent
+    Column("hops", Text, nullable=False),  # JSON: the nodes it has passed
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("reason", Text, nullable=True),  # the last failure, while it waits to retry
+    Index("ix_notices_due", "next_attempt_at"),
+    sqlite_autoincrement=True,
+)
+
+peer_nodes = Table(
+    "peer_nodes",
+    metadata,
+    # Nodes known from peers' directories: a peer itself, and the nodes behind it.
+    Column("node", String(16), primary_key=True),
+    Column("via", String(16), nullable=False),  # the peer that served it
+    Column("signing_key", Text, nullable=True),  # PEM, as vouched for by `via`
+    Column("agencies", Integer, nullable=False),
+    Column("fetched_at", Float, nullable=False),
+)
+
+peer_agencies = Table(
+    "peer_agencies",
+    metadata,
+    Column("node", String(16), primary_key=True),
+    Column("code", String(32), primary_key=True),
+    Column("name_fa", Text, nullable=False),
+    Column("name_en", Text, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("phase", Integer, nullable=False),
+    Column("parent", String(32), nullable=True),
+    Column("county", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
 )
