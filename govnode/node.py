@@ -37,7 +37,7 @@ from govnode.pki.errors import PkiError
 from govnode.pki.peers import Peers
 from govnode.pki.tls import ServerTLS
 from govnode.processes import SharedSocketEndpoint
-from govnode.relay.directories import PeerDirectories, PeerDirectoryUnavailable
+from govnode.relay.directories import PeerDirectories
 from govnode.relay.notice_sender import NoticeSender
 from govnode.relay.peer_check import check_peer
 from govnode.relay.sender import FederationSender
@@ -209,7 +209,13 @@ class Node(MultiService):
             default=config.federation.default_route,
         )
         self.worker = DeliveryWorker(
-            self.db, node_id=config.node.id, clock=self.clock, on_delivered=self._delivered
+            self.db,
+            node_id=config.node.id,
+            clock=self.clock,
+            on_delivered=self._delivered,
+            # The primary starts before any other process of this node: no
+            # transfer leased before it started is still under way.
+            recover_leases=self.primary,
         )
         agency_api = AgencyApi(
             node_id=config.node.id,
@@ -278,6 +284,11 @@ class Node(MultiService):
         self._last_event: int | None = None
         self.federation_listener: _Listener | None = None
         peers = Peers(config.peers)
+        self.peer_directories: PeerDirectories | None = None
+        if self.primary and config.peers:
+            self.peer_directories = PeerDirectories(
+                config=config, db=self.db, peers=peers, routing=self.routing, reactor=reactor
+            )
         if self.primary and peers.ca_files:
             federation_tls = ServerTLS(
                 cert_path=config.tls.node_cert,
@@ -297,6 +308,9 @@ class Node(MultiService):
                 on_change=self.hub.notify,
                 on_queued=self.worker.wake,
                 routing=self.routing,
+                refresh_directory=self.peer_directories.refresh_now
+                if self.peer_directories
+                else None,
                 max_body=config.limits.max_body_bytes,
                 public_key=signing.public_pem(self.authority.signing_key()).decode(),
             )
@@ -332,11 +346,7 @@ class Node(MultiService):
                 config=config, db=self.db, sign=self._sign, reactor=reactor, routing=self.routing
             )
         self._peers_up: dict[str, bool] = {}
-        self.peer_directories: PeerDirectories | None = None
-        if self.primary and config.peers:
-            self.peer_directories = PeerDirectories(
-                config=config, db=self.db, peers=peers, routing=self.routing, reactor=reactor
-            )
+        if self.peer_directories is not None:
             _Periodic(
                 "peer directories",
                 PEER_DIRECTORY_INTERVAL,
@@ -400,11 +410,8 @@ class Node(MultiService):
             if status.ok and self._peers_up.get(peer.id) is False and self.worker.sender:
                 await self.worker.sender.release_backlog(peer.id)
             if status.ok and not self._peers_up.get(peer.id) and self.peer_directories:
-                try:  # it may have been away: what it serves may have changed
-                    await self.peer_directories.refresh(peer)
-                    await self.peer_directories.load_keys()
-                except PeerDirectoryUnavailable as exc:
-                    self._log.warn("directory of {peer}: {error}", peer=peer.id, error=str(exc))
+                # It may have been away: what it serves may have changed.
+                await self.peer_directories.refresh_now(peer)
             if self._peers_up.get(peer.id) != status.ok:
                 log = self._log.info if status.ok else self._log.error
                 log(

@@ -10,7 +10,7 @@ pass itself off as another.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from klein import Klein
@@ -63,6 +63,7 @@ class FederationApi:
         routing: RoutingTable,
         max_body: int,
         public_key: str,
+        refresh_directory: Callable[[PeerSection], Awaitable[object]] | None = None,
     ) -> None:
         self._node_id = node_id
         self._peers = peers
@@ -75,6 +76,7 @@ class FederationApi:
         self._on_change = on_change  # addresses whose letters changed (event streams)
         self._on_queued = on_queued  # something waits to be handed on: run the worker
         self._routing = routing
+        self._refresh_directory = refresh_directory  # a peer's directory, now
         self._max_body = max_body
         self._public_key = public_key  # PEM, served in the directory
 
@@ -104,6 +106,8 @@ class FederationApi:
             node_id=self._node_id,
             signing_key=self._public_key,
             caller=peer.id,
+            now=self._reactor.seconds(),
+            peer_keys=self._peers.configured_keys(),
         )
         return _json(request, served)
 
@@ -111,9 +115,12 @@ class FederationApi:
     async def receive(self, request: IRequest) -> bytes:
         """A letter for this node's agencies: verified, stored once, delivered, receipted."""
         peer = self.caller(request)
-        signed: SignedEnvelope = await deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), self._read_envelope, request, peer
+        pool = self._reactor.getThreadPool()
+        document, signed = await deferToThreadPool(
+            self._reactor, pool, self._read_envelope, request, peer
         )
+        await self._know_key(signed.envelope.origin, peer)
+        await deferToThreadPool(self._reactor, pool, self._check_envelope, document, signed)
         envelope = signed.envelope
         now = self._reactor.seconds()
         try:
@@ -147,8 +154,17 @@ class FederationApi:
             {"envelope_id": envelope.id, "replayed": accepted.replayed, "receipts": receipts},
         )
 
-    def _read_envelope(self, request: IRequest, peer: PeerSection) -> SignedEnvelope:
-        """On a thread: parse, check the hop and the origin's signature, store the files."""
+    async def _know_key(self, node: str, peer: PeerSection) -> None:
+        """A node whose key we lack may be new behind `peer`: ask its directory once."""
+        if self._peers.verifier(node) is not None or self._refresh_directory is None:
+            return
+        self._log.info("no key of node {node}: asking {peer}'s directory", node=node, peer=peer.id)
+        await self._refresh_directory(peer)
+
+    def _read_envelope(
+        self, request: IRequest, peer: PeerSection
+    ) -> tuple[dict[str, Any], SignedEnvelope]:
+        """On a thread: parse, check the hops and the route."""
         document = read_json_object(request, self._max_body)
         try:
             signed = SignedEnvelope.from_json(document)
@@ -164,6 +180,11 @@ class FederationApi:
                 signed.forwarded_by(self._node_id)
             except RoutingLoop as exc:
                 raise self._refuse(422, "routing_loop", str(exc)) from None
+        return document, signed
+
+    def _check_envelope(self, document: dict[str, Any], signed: SignedEnvelope) -> None:
+        """On a thread: the origin's signature, then the files, stored by their hash."""
+        envelope = signed.envelope
         verify = self._peers.verifier(envelope.origin)
         if verify is None:
             raise self._refuse(422, "unknown_origin", f"no signing key of node {envelope.origin}")
@@ -186,7 +207,6 @@ class FederationApi:
                 raise self._refuse(422, "invalid_field", "not base64", field=field) from None
             if (sha256, size) != (listed.sha256, listed.size):
                 raise self._refuse(422, "attachment_mismatch", "not the file signed", field=field)
-        return signed
 
     @app.route("/federation/v1/notices", methods=["POST"])
     async def receive_notices(self, request: IRequest) -> bytes:
@@ -196,8 +216,13 @@ class FederationApi:
         (logged, counted) and the others are taken. The caller drops them all.
         """
         peer = self.caller(request)
+        pool = self._reactor.getThreadPool()
+        items = await deferToThreadPool(self._reactor, pool, self._read_notices, request)
+        unknown = [node for node in _signers(items) if self._peers.verifier(node) is None]
+        if unknown:
+            await self._know_key(unknown[0], peer)
         taken, results = await deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), self._read_notices, request, peer
+            self._reactor, pool, self._judge_notices, items, peer
         )
         senders, onward = await self._db.run(
             notices.thd_receive, taken, node_id=self._node_id, now=self._reactor.seconds()
@@ -208,15 +233,18 @@ class FederationApi:
             self._on_queued()
         return _json(request, {"results": results})
 
-    def _read_notices(
-        self, request: IRequest, peer: PeerSection
-    ) -> tuple[list[StatusNotice], list[dict[str, Any]]]:
-        document = read_json_object(request, self._max_body)
-        items = document.get("notices")
+    def _read_notices(self, request: IRequest) -> list[object]:
+        items = read_json_object(request, self._max_body).get("notices")
         if not isinstance(items, list) or len(items) > MAX_NOTICES:
             raise ApiError(
                 422, "invalid_field", f"a list of at most {MAX_NOTICES} notices", field="notices"
             )
+        return items
+
+    def _judge_notices(
+        self, items: list[object], peer: PeerSection
+    ) -> tuple[list[StatusNotice], list[dict[str, Any]]]:
+        """On a thread: each notice read and verified, alone."""
         taken: list[StatusNotice] = []
         results: list[dict[str, Any]] = []
         for index, item in enumerate(items):
@@ -265,6 +293,17 @@ class FederationApi:
     def _unexpected(self, request: IRequest, failure: Failure) -> bytes:  # type: ignore[misc]
         self._log.failure("unexpected error answering federation {uri}", failure, uri=request.uri)
         return _error(request, ApiError(500, "internal", "internal error"))
+
+
+def _signers(items: list[object]) -> set[str]:
+    """The nodes that signed the receipts of these notices (as they claim)."""
+    nodes = set()
+    for item in items:
+        receipt = item.get("receipt") if isinstance(item, dict) else None
+        node = receipt.get("node") if isinstance(receipt, dict) else None
+        if isinstance(node, str):
+            nodes.add(node)
+    return nodes
 
 
 def _json(request: IRequest, document: object) -> bytes:

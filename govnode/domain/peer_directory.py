@@ -51,13 +51,16 @@ class RemoteAgency:
 class NodeDirectory:
     node: str
     signing_key: str | None  # PEM public key, as the serving node knows it
-    agencies: tuple[RemoteAgency, ...]
+    # None: the serving node knows the key but has not had this node's directory yet.
+    agencies: tuple[RemoteAgency, ...] | None
 
     def document(self) -> dict[str, Any]:
         return {
             "node": self.node,
             "signing_key": self.signing_key,
-            "agencies": [agency.document() for agency in self.agencies],
+            "agencies": None
+            if self.agencies is None
+            else [agency.document() for agency in self.agencies],
         }
 
 
@@ -84,8 +87,12 @@ def _node_directory(value: object, field: str) -> NodeDirectory:
     if key is not None and (not isinstance(key, str) or "PUBLIC KEY" not in key):
         raise EnvelopeInvalid(f"{field}.signing_key", "must be a PEM public key or null")
     agencies = value.get("agencies")
+    if agencies is None:
+        return NodeDirectory(node, key, None)
     if not isinstance(agencies, list) or len(agencies) > MAX_AGENCIES:
-        raise EnvelopeInvalid(f"{field}.agencies", f"must be a list of at most {MAX_AGENCIES}")
+        raise EnvelopeInvalid(
+            f"{field}.agencies", f"must be null or a list of at most {MAX_AGENCIES}"
+        )
     return NodeDirectory(
         node,
         key,

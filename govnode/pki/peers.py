@@ -59,13 +59,15 @@ class Peers:
                 self._log.error("node {node}: served key unusable: {error}", node=node, error=exc)
         self._learned = learned
 
-    def signing_key_pem(self, node: str) -> str | None:
-        """A configured peer's public key as PEM (served to the other peers)."""
-        peer = self._peers.get(node)
-        try:
-            return peer.signing_key.read_text() if peer is not None else None
-        except OSError:
-            return None
+    def configured_keys(self) -> dict[str, str]:
+        """The configured peers' public keys as PEM (served to the other peers)."""
+        keys = {}
+        for peer in self._peers.values():
+            try:
+                keys[peer.id] = peer.signing_key.read_text()
+            except OSError:
+                continue  # logged at start; nothing to vouch for
+        return keys
 
     @property
     def ca_files(self) -> list[PeerSection]:

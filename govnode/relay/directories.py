@@ -22,6 +22,8 @@ from govnode.relay.peer_client import PeerUnreachable, call_peer
 from govnode.store import peer_directory
 from govnode.store.database import Database
 
+ON_DEMAND_INTERVAL = 60.0  # seconds between out-of-turn fetches of one peer's directory
+
 
 class PeerDirectoryUnavailable(Exception):
     """A peer's directory could not be fetched or read; the cache keeps the last one."""
@@ -38,6 +40,7 @@ class PeerDirectories:
         self._peers = peers
         self._routing = routing
         self._reactor = reactor
+        self._asked: dict[str, float] = {}  # peer -> when it was last asked out of turn
 
     async def refresh_all(self) -> None:
         """Every peer's directory; a peer that does not answer keeps its cached one."""
@@ -48,6 +51,19 @@ class PeerDirectories:
                 self._log.warn(
                     "directory of {peer} not refreshed: {error}", peer=peer.id, error=exc
                 )
+        await self.load_keys()
+
+    async def refresh_now(self, peer: PeerSection) -> None:
+        """Out of turn (a key is missing), at most once a minute per peer: a peer
+        cannot make us fetch its directory for every request it sends."""
+        now = self._reactor.seconds()
+        if now - self._asked.get(peer.id, float("-inf")) < ON_DEMAND_INTERVAL:
+            return
+        self._asked[peer.id] = now
+        try:
+            await self.refresh(peer)
+        except PeerDirectoryUnavailable as exc:
+            self._log.warn("directory of {peer}: {error}", peer=peer.id, error=str(exc))
         await self.load_keys()
 
     async def load_keys(self) -> None:
@@ -66,7 +82,7 @@ class PeerDirectories:
             "directory of {peer}: {nodes} nodes, {agencies} agencies",
             peer=peer.id,
             nodes=len(kept),
-            agencies=sum(len(entry.agencies) for entry in kept),
+            agencies=sum(len(entry.agencies or ()) for entry in kept),
         )
         return len(kept)
 

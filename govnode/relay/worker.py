@@ -20,7 +20,7 @@ from govnode.relay.notice_sender import BATCH as NOTICE_BATCH
 from govnode.relay.notice_sender import NoticeSender
 from govnode.relay.sender import BATCH as SEND_BATCH
 from govnode.relay.sender import FederationSender
-from govnode.store import delivery
+from govnode.store import delivery, outbound
 from govnode.store.database import Database, DatabaseUnavailable
 
 BATCH = 500
@@ -37,6 +37,7 @@ class DeliveryWorker(Service):
         clock: IReactorTime,
         on_delivered: Callable[[list[delivery.Delivered]], None],
         interval: float = 1.0,
+        recover_leases: bool = False,
     ) -> None:
         self.setName("delivery worker")
         self._db = db
@@ -46,6 +47,7 @@ class DeliveryWorker(Service):
         self._loop = task.LoopingCall(self.wake)
         self._loop.clock = clock
         self._interval = interval
+        self._recover_leases = recover_leases
         self._running: defer.Deferred[None] | None = None
         self._again = False
         self._soon: IDelayedCall | None = None
@@ -74,6 +76,20 @@ class DeliveryWorker(Service):
         self._running = defer.Deferred.fromCoroutine(self._run())
         self._running.addBoth(self._finished)
 
+    async def _recover(self) -> None:
+        """Transfers leased by processes of this node that died go now, not when
+        their leases run out (minutes), as Postfix's queue manager does at start."""
+        letters, notices_ = await self._db.run(
+            outbound.thd_recover_leases, node_id=self._node_id, now=self._clock.seconds()
+        )
+        self._recover_leases = False
+        if letters or notices_:
+            self._log.info(
+                "{letters} letters and {notices} notices in flight at the last stop go again",
+                letters=letters,
+                notices=notices_,
+            )
+
     def _finished(self, result: object) -> None:
         self._running = None
         if self._again and self.running:
@@ -82,6 +98,8 @@ class DeliveryWorker(Service):
 
     async def _run(self) -> None:
         try:
+            if self._recover_leases:
+                await self._recover()
             while True:
                 done = await self._db.run(
                     delivery.thd_deliver_local,

@@ -106,7 +106,7 @@ def thd_claim(conn: Connection, *, now: float, limit: int) -> list[Notice]:
     conn.execute(
         update(notices)
         .where(notices.c.id.in_([row.id for row in rows]))
-        .values(next_attempt_at=now + LEASE)
+        .values(next_attempt_at=now + LEASE, reason=None)  # in flight: no reason
     )
     return [
         Notice(

@@ -322,6 +322,26 @@ def thd_release_backlog(
     return int(result.rowcount or 0)
 
 
+def thd_recover_leases(conn: Connection, *, node_id: str, now: float) -> tuple[int, int]:
+    """Make transfers leased and not finished (in flight when the node stopped) due now.
+
+    In flight means leased without a reason: a backoff always records one.
+    Only for a node's first process at start, when no other is sending.
+    """
+    letters_ = sql.run(
+        conn,
+        "UPDATE recipients SET next_attempt_at = :now WHERE status = :queued"
+        " AND node != :node AND next_attempt_at > :now AND reason IS NULL",
+        {"now": now, "queued": RecipientStatus.QUEUED.value, "node": node_id},
+    ).rowcount
+    notices_ = sql.run(
+        conn,
+        "UPDATE notices SET next_attempt_at = :now WHERE next_attempt_at > :now AND reason IS NULL",
+        {"now": now},
+    ).rowcount
+    return int(letters_ or 0), int(notices_ or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class QueueLine:
     destination: str

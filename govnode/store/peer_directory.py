@@ -17,9 +17,18 @@ from govnode.store import directory
 from govnode.store.schema import peer_agencies, peer_nodes
 
 
-def thd_served(conn: Connection, *, node_id: str, signing_key: str, caller: str) -> dict[str, Any]:
+def thd_served(
+    conn: Connection,
+    *,
+    node_id: str,
+    signing_key: str,
+    caller: str,
+    now: float,
+    peer_keys: dict[str, str],
+) -> dict[str, Any]:
     """What this node serves `caller`: itself first, then the nodes it knows of,
-    except `caller` and what `caller` itself told us."""
+    except `caller` and what `caller` itself told us. `peer_keys`: the configured
+    peers' keys (PEM), which are served even before their directories are here."""
     own = NodeDirectory(
         node_id,
         signing_key,
@@ -35,16 +44,27 @@ def thd_served(conn: Connection, *, node_id: str, signing_key: str, caller: str)
                 county=r.agency.county,
                 status=str(r.status),
             )
-            for r in directory.thd_all(conn, now=0.0)
+            for r in directory.thd_all(conn, now=now)
         ),
     )
     known = conn.execute(
-        select(peer_nodes.c.node, peer_nodes.c.signing_key)
+        select(peer_nodes.c.node, peer_nodes.c.signing_key, peer_nodes.c.agencies)
         .where(peer_nodes.c.node != caller, peer_nodes.c.via != caller)
         .order_by(peer_nodes.c.node)
     ).all()
-    others = [NodeDirectory(row.node, row.signing_key, _agencies(conn, row.node)) for row in known]
-    return {"nodes": [own.document(), *(other.document() for other in others)]}
+    others = {
+        row.node: NodeDirectory(
+            row.node,
+            peer_keys.get(row.node, row.signing_key),
+            _agencies(conn, row.node) if row.agencies is not None else None,
+        )
+        for row in known
+    }
+    for node, pem in peer_keys.items():
+        if node not in others and node != caller:
+            others[node] = NodeDirectory(node, pem, None)
+    ordered = [others[node] for node in sorted(others)]
+    return {"nodes": [own.document(), *(other.document() for other in ordered)]}
 
 
 def _agencies(conn: Connection, node: str) -> tuple[RemoteAgency, ...]:
@@ -58,10 +78,16 @@ def thd_replace(
     conn: Connection, *, via: str, directories: Sequence[NodeDirectory], now: float
 ) -> None:
     """Make what we know from `via` equal to `directories` (already filtered to
-    the nodes `via` may speak for)."""
+    the nodes `via` may speak for). A node served with its key only keeps the
+    agencies cached before: `via` has just not heard from it lately."""
+    counts = {
+        row.node: row.agencies
+        for row in conn.execute(select(peer_nodes.c.node, peer_nodes.c.agencies))
+    }
     nodes = set(conn.scalars(select(peer_nodes.c.node).where(peer_nodes.c.via == via)))
     nodes |= {entry.node for entry in directories}
-    conn.execute(delete(peer_agencies).where(peer_agencies.c.node.in_(nodes)))
+    replaced = nodes - {entry.node for entry in directories if entry.agencies is None}
+    conn.execute(delete(peer_agencies).where(peer_agencies.c.node.in_(replaced)))
     conn.execute(delete(peer_nodes).where(peer_nodes.c.node.in_(nodes)))
     for entry in directories:
         conn.execute(
@@ -69,7 +95,7 @@ def thd_replace(
                 node=entry.node,
                 via=via,
                 signing_key=entry.signing_key,
-                agencies=len(entry.agencies),
+                agencies=counts.get(entry.node) if entry.agencies is None else len(entry.agencies),
                 fetched_at=now,
             )
         )
@@ -112,7 +138,13 @@ def thd_unknown(conn: Connection, addresses: Iterable[Address]) -> list[Address]
     nodes = {a.node for a in wanted}
     if not nodes:
         return []
-    cached = set(conn.scalars(select(peer_nodes.c.node).where(peer_nodes.c.node.in_(nodes))))
+    cached = set(
+        conn.scalars(
+            select(peer_nodes.c.node).where(
+                peer_nodes.c.node.in_(nodes), peer_nodes.c.agencies.is_not(None)
+            )
+        )
+    )
     asked = [a for a in wanted if a.node in cached]
     if not asked:
         return []

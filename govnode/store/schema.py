@@ -254,7 +254,7 @@ peer_nodes = Table(
     Column("node", String(16), primary_key=True),
     Column("via", String(16), nullable=False),  # the peer that served it
     Column("signing_key", Text, nullable=True),  # PEM, as vouched for by `via`
-    Column("agencies", Integer, nullable=False),
+    Column("agencies", Integer, nullable=True),  # None: only the key is known, not its directory
     Column("fetched_at", Float, nullable=False),
 )
 

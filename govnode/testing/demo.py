@@ -10,7 +10,6 @@ Running it again reuses the node homes and their enrollments.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import signal
 import socket
@@ -21,13 +20,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from govnode.cli.commands import peer_material
 from govnode.config import CONFIG_NAME, Config
 from govnode.domain.agency import AgencyStatus
 from govnode.store import directory
 from govnode.store.database import Database
 from govnode.testing.demo_data import demo_file, load_agencies
-from govnode.testing.home import configure, enroll, init_home, sync_directory
+from govnode.testing.home import (
+    add_peer,
+    configure,
+    enroll,
+    init_home,
+    set_line,
+    sync_directory,
+)
 from govnode.testing.process import NodeFailedToStart, NodeProcess
 from govnode.testing.pytest_plugin import DEMO_USERS
 from govnode.testing.slapd import Slapd
@@ -102,30 +107,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _peer(home: Path, other: Config, federation_port: int) -> None:
-    """Make `other` a peer of `home` (what `govnode peer export` gives), once."""
-    config_path = home / CONFIG_NAME
-    text = config_path.read_text(encoding="utf-8")
-    url = f"https://127.0.0.1:{federation_port}"
-    if re.search(rf'(?m)^\[\[peers\]\]\nid = "{other.node.id}"', text):  # an earlier run
-        text = re.sub(r'url = "https://127\.0\.0\.1:\d+"', f'url = "{url}"', text)
-        config_path.write_text(text, encoding="utf-8")
-        return
-    files, lines = peer_material(other, url)
-    (home / "peers").mkdir(exist_ok=True)
-    for name, content in files.items():
-        (home / "peers" / name).write_bytes(content)
-    config_path.write_text(f"{text}\n{lines}\n", encoding="utf-8")
-
-
-def _route(home: Path, line: str) -> None:
-    """Set the [federation] routing line (`default_route = ...` or `routes = ...`)."""
-    config_path = home / CONFIG_NAME
-    key = line.split("=", 1)[0].strip()
-    text = re.sub(rf"(?m)^{key} = .*$", line, config_path.read_text(encoding="utf-8"), count=1)
-    config_path.write_text(text, encoding="utf-8")
-
-
 def _examples(root: Path, api_url: str) -> str:
     d = root / "clients" / "edu"
     tls = f"--cacert {root / 'ca.pem'} --cert {d / 'cert.pem'} --key {d / 'key.pem'}"
@@ -194,10 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         kb = prepare_node(root, "kb", slapd, *kb_ports)
         center = prepare_node(center_root, "center", center_slapd, *center_ports)
-        _peer(root / "node", center, center_ports[2])
-        _peer(center_root / "node", kb, kb_ports[2])
-        _route(root / "node", 'default_route = "center"')
-        _route(center_root / "node", 'routes = { kb = "kb" }')
+        add_peer(root / "node", center, f"https://127.0.0.1:{center_ports[2]}")
+        add_peer(center_root / "node", kb, f"https://127.0.0.1:{kb_ports[2]}")
+        set_line(root / "node", 'default_route = "center"')
+        set_line(center_root / "node", 'routes = { kb = "kb" }')
         for node, name in zip(nodes, ("center", "kb"), strict=True):
             try:
                 node.start()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from govnode.cli.commands import peer_material
 from govnode.cli.main import main as govnode
 from govnode.config import CONFIG_NAME, Config, load_config
 from govnode.directory.ldap import LdapDirectory
@@ -126,3 +127,32 @@ def enroll(config: Config, codes: Iterable[str], out_root: Path) -> dict[str, Cl
     finally:
         db.stop()
     return issued
+
+
+def add_peer(home: Path, other: Config, url: str) -> None:
+    """Make `other` a peer of `home` (what `govnode peer export` gives), once; a
+    later call only moves its URL."""
+    config_path = home / CONFIG_NAME
+    text = config_path.read_text(encoding="utf-8")
+    entry = re.search(rf'(?m)^\[\[peers\]\]\nid = "{other.node.id}"\nurl = "[^"]*"', text)
+    if entry is not None:  # an earlier run
+        moved = re.sub(r'url = "[^"]*"', f'url = "{url}"', entry.group(0))
+        config_path.write_text(text.replace(entry.group(0), moved), encoding="utf-8")
+        return
+    files, lines = peer_material(other, url)
+    (home / "peers").mkdir(exist_ok=True)
+    for name, content in files.items():
+        write_atomic(home / "peers" / name, content)
+    config_path.write_text(f"{text}\n{lines}\n", encoding="utf-8")
+
+
+def set_line(home: Path, line: str) -> None:
+    """Set a `key = value` line of govnode.toml as written (`routes = { kb = "kb" }`)."""
+    config_path = home / CONFIG_NAME
+    key = line.split("=", 1)[0].strip()
+    text, count = re.subn(
+        rf"(?m)^{re.escape(key)} = .*$", line, config_path.read_text(encoding="utf-8"), count=1
+    )
+    if count != 1:
+        raise KeyError(f"{config_path}: no setting {key!r} to change")
+    config_path.write_text(text, encoding="utf-8")

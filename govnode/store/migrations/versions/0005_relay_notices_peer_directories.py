@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.Column("node", sa.String(16), primary_key=True),
         sa.Column("via", sa.String(16), nullable=False),
         sa.Column("signing_key", sa.Text, nullable=True),
-        sa.Column("agencies", sa.Integer, nullable=False),
+        sa.Column("agencies", sa.Integer, nullable=True),
         sa.Column("fetched_at", sa.Float, nullable=False),
     )
     op.create_table(
