@@ -11,6 +11,7 @@ the letter's lifetime is over.
 from __future__ import annotations
 
 import base64
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,11 +79,25 @@ class FederationSender:
             now=self._reactor.seconds(),
             limit=BATCH,
         )
-        if items:
+        by_destination: dict[str, list[outbound.Outgoing]] = defaultdict(list)
+        for item in items:  # claimed in order of registration
+            by_destination[item.envelope.destination].append(item)
+        if by_destination:
             await DeferredList(
-                [Deferred.fromCoroutine(self._send(item)) for item in items], consumeErrors=True
+                [Deferred.fromCoroutine(self._send_in_order(q)) for q in by_destination.values()],
+                consumeErrors=True,
             )
         return len(items)
+
+    async def _send_in_order(self, items: list[outbound.Outgoing]) -> None:
+        """One destination's letters one after another, so they arrive in the order
+        they were registered; destinations go side by side (within each peer's limit).
+        A letter that fails waits for its retry and holds up none after it."""
+        for item in items:
+            try:
+                await self._send(item)
+            except Exception:  # noqa: BLE001 - the next letters must still go
+                self._log.failure("sending letter {letter}", letter=item.envelope.letter_id)
 
     async def _send(self, item: outbound.Outgoing) -> None:
         envelope = item.envelope

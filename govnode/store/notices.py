@@ -192,6 +192,8 @@ def thd_apply(conn: Connection, receipts: list[Receipt], *, node_id: str, now: f
             forward = PROGRESS[current] < FINAL_RANK
         else:
             forward = PROGRESS[new] > PROGRESS[current]
+        if new in FINAL and not forward:
+            continue  # failed after delivered: a contradiction, not news for the sender
         if forward:
             conn.execute(
                 update(recipients)

@@ -462,6 +462,8 @@ def test_letters_wait_while_center_is_down_and_flow_when_it_is_back(nodes: Nodes
         assert wait_for(all_delivered, 30)
         inbox = [item["id"] for item in center_inbox(nodes)]
         assert all(inbox.count(letter_id) == 1 for letter_id in ids)
+        # Newest first: they arrived in the order they were submitted.
+        assert [letter_id for letter_id in reversed(inbox) if letter_id in ids] == ids
 
 
 def test_when_center_answers_again_its_backlog_goes_at_once(nodes: Nodes) -> None:
