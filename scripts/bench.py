@@ -74,8 +74,10 @@ def _worker(
     interval: float | None,
     queue: Any,
     seed: int,
+    to_node: str | None = None,
 ) -> None:
-    """One load-generator process: a thread per client, each on its own connection."""
+    """One load-generator process: a thread per client, each on its own connection.
+    Letters go to the other clients' agencies, at `to_node` if given."""
     import threading
 
     rng = random.Random(seed)
@@ -100,6 +102,8 @@ def _worker(
                 if delay > 0:
                     time.sleep(delay)
             to = rng.choice([c for c in codes if c != code])
+            if to_node is not None:
+                to = f"{to}@{to_node}"
             started = time.monotonic()
             response = client.request(
                 "POST",
@@ -125,6 +129,7 @@ def _drive(
     processes: int,
     seconds: float,
     rate: float | None,
+    to_node: str | None = None,
 ) -> tuple[list[tuple[float, float, int]], float]:
     codes = [spec[0] for spec in specs]
     start_at = time.monotonic() + WARM_UP  # processes started, connections open
@@ -134,7 +139,17 @@ def _drive(
     workers = [
         multiprocessing.Process(
             target=_worker,
-            args=(url, specs[index::processes], codes, start_at, stop_at, interval, queue, index),
+            args=(
+                url,
+                specs[index::processes],
+                codes,
+                start_at,
+                stop_at,
+                interval,
+                queue,
+                index,
+                to_node,
+            ),
         )
         for index in range(processes)
     ]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from govnode.testing.home import (
     add_peer,
     configure,
     enroll,
+    free_port,
     init_home,
     set_line,
     sync_directory,
@@ -101,12 +101,6 @@ def prepare_node(
     return config
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _examples(root: Path, api_url: str) -> str:
     d = root / "clients" / "edu"
     tls = f"--cacert {root / 'ca.pem'} --cert {d / 'cert.pem'} --key {d / 'key.pem'}"
@@ -162,11 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     center_slapd.start()
     # (api, admin, federation) of each node; any free ones with --port 0.
     offset = CENTER_PORT_OFFSET
-    kb_ports = (args.port, args.admin_port, args.port + 1 if args.port else _free_port())
+    kb_ports = (args.port, args.admin_port, args.port + 1 if args.port else free_port())
     center_ports = (
         args.port + offset if args.port else 0,
         args.admin_port + offset if args.admin_port else 0,
-        args.port + 1 + offset if args.port else _free_port(),
+        args.port + 1 + offset if args.port else free_port(),
     )
     nodes = [
         NodeProcess(center_root / "node", log_path=center_root / "node.log"),

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,3 +157,10 @@ def set_line(home: Path, line: str) -> None:
     if count != 1:
         raise KeyError(f"{config_path}: no setting {key!r} to change")
     config_path.write_text(text, encoding="utf-8")
+
+
+def free_port() -> int:
+    """A loopback port free now, for a listener that must keep its port across restarts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import ssl
 import threading
 import time
@@ -38,6 +37,7 @@ from govnode.testing.home import (
     add_peer,
     configure,
     enroll,
+    free_port,
     init_home,
     set_line,
     sync_directory,
@@ -65,16 +65,10 @@ class Network:
         self.running[node] = NodeProcess(self.homes[node]).start()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory, govnode_slapd: Slapd) -> Iterator[Network]:
     root = tmp_path_factory.mktemp("relay")
-    ports = {node: _free_port() for node in NAMES}  # fixed: nodes restart where peers expect
+    ports = {node: free_port() for node in NAMES}  # fixed: nodes restart where peers expect
     homes = {node: root / node for node in NAMES}
     configs, clients = {}, {}
     for node, name in NAMES.items():
