@@ -358,8 +358,14 @@ def peer_export(args: argparse.Namespace) -> int:
     for name, content in files.items():
         write_atomic(args.out / name, content)
     names = " and ".join(str(args.out / name) for name in files)
+    ca_file, key_file = (args.out / name for name in files)
     print(f"wrote {names}.")
-    print("On the other node, copy them to peers/ in its home and add to its govnode.toml:")
+    print("On the other node, with these files copied there, run")
+    print(
+        f"  govnode peer add {config.node.id} --url {args.url.rstrip('/')} "
+        f"--ca-cert {ca_file} --signing-key {key_file}"
+    )
+    print("or copy them to peers/ in its home and add to its govnode.toml:")
     print()
     print(lines)
     return 0
