@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from govnode.cli import client, commands, peer_admin
+from govnode.cli import client, commands, peer_admin, queue_admin
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.pki.errors import PkiError
 from govnode.store.database import DatabaseUnavailable
@@ -125,6 +125,28 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("letter_id")
     show.add_argument("--json", action="store_true", help="JSON instead of a table")
     show.set_defaults(run=commands.queue_show)
+    retry = queue_sub.add_parser(
+        "retry", help="make waiting letters due now: all, one peer's, or one letter"
+    )
+    retry.add_argument(
+        "what", nargs="?", metavar="PEER|ID", help="a peer (destination or next hop) or letter id"
+    )
+    retry.set_defaults(run=queue_admin.retry)
+    for action, run, what in (
+        ("hold", queue_admin.hold, "keep letters from being sent until released"),
+        ("release", queue_admin.release, "make held letters due now"),
+    ):
+        held = queue_sub.add_parser(action, help=what)
+        held.add_argument("letter_id", nargs="?", metavar="ID", help="one letter")
+        held.add_argument("--all", action="store_true", help="every waiting letter")
+        held.add_argument("--peer", metavar="PEER", help="letters going to or through PEER")
+        held.set_defaults(run=run)
+    expire = queue_sub.add_parser(
+        "expire", help="give up on a letter's waiting recipients; the sender sees the reason"
+    )
+    expire.add_argument("letter_id", metavar="ID")
+    expire.add_argument("--reason", required=True, help="why, shown in the sender's tracking")
+    expire.set_defaults(run=queue_admin.expire)
 
     peers = sub.add_parser("peers", help="say hello to every peer: reachable, who, expiry")
     peers.add_argument("--json", action="store_true", help="JSON instead of a table")
