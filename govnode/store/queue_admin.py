@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, select, update
 
 from govnode.domain.status import RecipientStatus
-from govnode.store import audit
+from govnode.store import audit, notices
 from govnode.store.database import bulk_insert
 from govnode.store.schema import events, letters, recipients
 
@@ -259,6 +259,20 @@ def thd_expire(
             for w in chosen
         ],
     )
+    senders = dict(
+        conn.execute(select(letters.c.id, letters.c.sender).where(letters.c.id == letter_id)).all()
+    )
+    for w in chosen:  # a letter relayed for another node: its origin's sender learns it too
+        notices.thd_tell_origin(
+            conn,
+            letter_id=w.letter_id,
+            sender=senders[w.letter_id],
+            address=w.address,
+            status=RecipientStatus.EXPIRED,
+            node_id=node_id,
+            at=now,
+            detail=reason,
+        )
     letters_changed = _audit(
         conn, "queue.expire", chosen, actor=actor, now=now, detail={"reason": reason}
     )

@@ -25,7 +25,7 @@ from govnode.domain.routing import RoutingTable
 from govnode.store import letters, mailbox, outbound
 from govnode.store.database import Database
 from govnode.store.queue_admin import HELD
-from govnode.store.schema import audit, recipients
+from govnode.store.schema import audit, notices, recipients
 from govnode.testing.home import configure
 from tests.cli.peer_files import peer_files
 from tests.cli.support import Govnode
@@ -62,12 +62,12 @@ def db(kb: Govnode) -> Iterator[Database]:
     database.stop()
 
 
-def send(db: Database, *to: str) -> str:
-    """Register a letter from edu@kb, as the agency API does; its id."""
+def send(db: Database, *to: str, sender: str = "edu@kb") -> str:
+    """Register a letter (from edu@kb, as the agency API does); its id."""
     at = time.time()
     new = letters.NewLetter(
         id=new_ulid(int(at * 1000)),
-        sender="edu@kb",
+        sender=sender,
         user="edu",
         submission=parse_submission(
             {"to": list(to), "subject": "گزارش"}, local_node="kb", max_attachment_bytes=1024
@@ -303,6 +303,27 @@ def test_expire_gives_up_with_the_reason_in_the_senders_tracking(kb: Govnode, db
         == f"nothing expired: no recipient of letter {letter} waits for another node"
     )
     audit_intact(kb)
+
+
+def test_expiring_a_letter_relayed_for_another_node_tells_its_origin(
+    kb: Govnode, db: Database
+) -> None:
+    own = send(db, "edu@center")
+    relayed = send(db, "roads@isfahan", sender="edu@center")  # center's letter, kb hands it on
+
+    assert kb("queue", "expire", own, "--reason", "not needed").code == 0
+    assert db.read_sync(lambda conn: conn.execute(select(notices)).all()) == []
+    assert kb("queue", "expire", relayed, "--reason", "isfahan is gone").code == 0
+
+    (notice,) = db.read_sync(lambda conn: conn.execute(select(notices)).all())
+    receipt = json.loads(notice.receipt)
+    assert (notice.destination, notice.letter_id) == ("center", relayed)
+    assert (receipt["address"], receipt["status"], receipt["node"]) == (
+        "roads@isfahan",
+        "expired",
+        "kb",
+    )
+    assert receipt["detail"] == "isfahan is gone"
 
 
 def test_expire_leaves_a_letter_in_flight_alone(kb: Govnode, db: Database) -> None:
