@@ -25,7 +25,7 @@ from govnode.pki.authority import NodeAuthority
 from govnode.pki.errors import PkiError
 from govnode.pki.files import read_pem, write_atomic, write_private
 from govnode.relay.peer_check import PeerStatus, check_peer
-from govnode.store import audit, certificates, directory, outbound
+from govnode.store import audit, certificates, directory, outbound, queue_admin
 from govnode.store.database import Database, DatabaseUnavailable
 from govnode.store.migrate import (
     SchemaOutOfDate,
@@ -358,8 +358,14 @@ def peer_export(args: argparse.Namespace) -> int:
     for name, content in files.items():
         write_atomic(args.out / name, content)
     names = " and ".join(str(args.out / name) for name in files)
+    ca_file, key_file = (args.out / name for name in files)
     print(f"wrote {names}.")
-    print("On the other node, copy them to peers/ in its home and add to its govnode.toml:")
+    print("On the other node, with these files copied there, run")
+    print(
+        f"  govnode peer add {config.node.id} --url {args.url.rstrip('/')} "
+        f"--ca-cert {ca_file} --signing-key {key_file}"
+    )
+    print("or copy them to peers/ in its home and add to its govnode.toml:")
     print()
     print(lines)
     return 0
@@ -409,13 +415,14 @@ def _peer_rows(statuses: list[PeerStatus], moment: datetime) -> list[tuple[str, 
 def queue(args: argparse.Namespace) -> int:
     """Letters waiting for other nodes: per destination, how many, how old, how tried."""
     config = _load(args.home, read_secrets=False)
-    lines = _database(config).read_sync(outbound.thd_queue, node_id=config.node.id)
+    lines = _database(config).read_sync(queue_admin.thd_overview, node_id=config.node.id)
     moment = now().timestamp()
     rows = [
         {
             "destination": line.destination,
             "letters": line.letters,
             "recipients": line.recipients,
+            "held": line.held,
             "oldest_minutes": round((moment - line.oldest) / 60, 1),
             "most_attempts": line.most_attempts,
             "last_error": line.last_error,
@@ -428,12 +435,21 @@ def queue(args: argparse.Namespace) -> int:
     if not rows:
         print("the queue is empty")
         return 0
-    header = ("DESTINATION", "LETTERS", "RECIPIENTS", "OLDEST (MIN)", "ATTEMPTS", "LAST ERROR")
+    header = (
+        "DESTINATION",
+        "LETTERS",
+        "RECIPIENTS",
+        "HELD",
+        "OLDEST (MIN)",
+        "ATTEMPTS",
+        "LAST ERROR",
+    )
     table = [header] + [
         (
             str(r["destination"]),
             str(r["letters"]),
             str(r["recipients"]),
+            str(r["held"]),
             str(r["oldest_minutes"]),
             str(r["most_attempts"]),
             str(r["last_error"] or ""),
@@ -449,6 +465,11 @@ def queue_show(args: argparse.Namespace) -> int:
     rows = _database(config).read_sync(outbound.thd_queued_letter, args.letter_id)
     if not rows:
         raise CliError(f"no letter {args.letter_id!r} on this node")
+    moment = now().timestamp()
+    for row in rows:
+        facts = (row["status"], row["next_attempt_at"], row["reason"])
+        row["held"] = queue_admin.is_held(*facts)
+        row["in_flight"] = queue_admin.is_in_flight(*facts, now=moment)
     if args.json:
         print_json(rows)
         return 0
@@ -458,9 +479,11 @@ def queue_show(args: argparse.Namespace) -> int:
             if row["next_attempt_at"]
             else "-"
         )
+        # In flight: claimed by the relay worker, `next` is when its lease runs out.
+        note = "being sent" if row["in_flight"] else row["reason"]
         print(
-            f"{row['address']}  {row['status']}  attempts={row['attempts']}  next={due}"
-            + (f"  {row['reason']}" if row["reason"] else "")
+            f"{row['address']}  {'held' if row['held'] else row['status']}  "
+            f"attempts={row['attempts']}  next={due}" + (f"  {note}" if note else "")
         )
     return 0
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from govnode.cli import client, commands
+from govnode.cli import client, commands, peer_admin, queue_admin
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.pki.errors import PkiError
 from govnode.store.database import DatabaseUnavailable
@@ -97,6 +97,25 @@ def _parser() -> argparse.ArgumentParser:
         "--url", required=True, help="where peers reach this node's federation port (https://...)"
     )
     export.set_defaults(run=commands.peer_export)
+    add = peer_sub.add_parser(
+        "add", help="make another node a peer (the files its `peer export` wrote)"
+    )
+    add.add_argument("peer_id", metavar="ID", help="the other node's id, e.g. center")
+    add.add_argument("--url", required=True, help="its federation endpoint (https://...)")
+    add.add_argument("--ca-cert", type=Path, required=True, help="its node CA (ID-ca.pem)")
+    add.add_argument(
+        "--signing-key", type=Path, required=True, help="its public signing key (ID-signing.pem)"
+    )
+    add.add_argument(
+        "--max-concurrency", type=int, default=4, help="letters sent to it at a time (default 4)"
+    )
+    add.set_defaults(run=peer_admin.add)
+    peer_list = peer_sub.add_parser("list", help="configured peers: where defined, CA expiry")
+    peer_list.add_argument("--json", action="store_true", help="JSON instead of a table")
+    peer_list.set_defaults(run=peer_admin.listing)
+    remove = peer_sub.add_parser("remove", help="remove a peer added with `peer add`")
+    remove.add_argument("peer_id", metavar="ID")
+    remove.set_defaults(run=peer_admin.remove)
 
     queue = sub.add_parser("queue", help="letters waiting for other nodes, per destination")
     queue.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -106,6 +125,28 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("letter_id")
     show.add_argument("--json", action="store_true", help="JSON instead of a table")
     show.set_defaults(run=commands.queue_show)
+    retry = queue_sub.add_parser(
+        "retry", help="make waiting letters due now: all, one peer's, or one letter"
+    )
+    retry.add_argument(
+        "what", nargs="?", metavar="PEER|ID", help="a peer (destination or next hop) or letter id"
+    )
+    retry.set_defaults(run=queue_admin.retry)
+    for action, run, what in (
+        ("hold", queue_admin.hold, "keep letters from being sent until released"),
+        ("release", queue_admin.release, "make held letters due now"),
+    ):
+        held = queue_sub.add_parser(action, help=what)
+        held.add_argument("letter_id", nargs="?", metavar="ID", help="one letter")
+        held.add_argument("--all", action="store_true", help="every waiting letter")
+        held.add_argument("--peer", metavar="PEER", help="letters going to or through PEER")
+        held.set_defaults(run=run)
+    expire = queue_sub.add_parser(
+        "expire", help="give up on a letter's waiting recipients; the sender sees the reason"
+    )
+    expire.add_argument("letter_id", metavar="ID")
+    expire.add_argument("--reason", required=True, help="why, shown in the sender's tracking")
+    expire.set_defaults(run=queue_admin.expire)
 
     peers = sub.add_parser("peers", help="say hello to every peer: reachable, who, expiry")
     peers.add_argument("--json", action="store_true", help="JSON instead of a table")

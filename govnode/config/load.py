@@ -34,6 +34,7 @@ from govnode.domain.agency import is_node_id
 
 T = TypeVar("T")
 CONFIG_NAME = "govnode.toml"
+PEERS_NAME = "peers.toml"  # peers added with `govnode peer add`, beside CONFIG_NAME
 _MiB = 1024 * 1024
 
 
@@ -237,7 +238,10 @@ def _plugins(s: _Section) -> PluginsSection:
     )
 
 
-def _peers(root: _Section, own_id: str) -> tuple[PeerSection, ...]:
+def _peers(
+    root: _Section, own_id: str, elsewhere: tuple[PeerSection, ...] = ()
+) -> tuple[PeerSection, ...]:
+    """The `[[peers]]` of one file; `elsewhere`: those another file already configures."""
     root.used.add("peers")
     tables = root.table.get("peers", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
@@ -252,6 +256,11 @@ def _peers(root: _Section, own_id: str) -> tuple[PeerSection, ...]:
             )
         if any(peer.id == peer_id for peer in peers):
             raise s.error("id", f"peer {peer_id!r} is configured twice")
+        for other in elsewhere:
+            if other.id == peer_id:
+                raise s.error(
+                    "id", f"peer {peer_id!r} is also configured in {other.defined_in}; keep one"
+                )
         url = s.string("url")
         if not url.startswith("https://"):
             raise s.error("url", f"must be an https:// URL, not {url!r}")
@@ -275,10 +284,23 @@ def _peers(root: _Section, own_id: str) -> tuple[PeerSection, ...]:
                 fingerprint=fingerprint,
                 signing_key=s.path_of("signing_key"),
                 max_concurrency=s.integer("max_concurrency", 4, minimum=1, maximum=256),
+                defined_in=root.path,
             )
         )
         s.check_unknown()
     return tuple(peers)
+
+
+def _all_peers(
+    root: _Section, own_id: str, peers_file: tuple[Path, Mapping[str, Any]] | None
+) -> tuple[PeerSection, ...]:
+    peers = _peers(root, own_id)
+    if peers_file is None:
+        return peers
+    added = _Section(peers_file[0], "", peers_file[1])
+    peers += _peers(added, own_id, elsewhere=peers)
+    added.check_unknown()
+    return peers
 
 
 def _federation(s: _Section, peers: tuple[PeerSection, ...]) -> FederationSection:
@@ -315,10 +337,18 @@ def _section(root: _Section, name: str, build: Callable[[_Section], T]) -> T:
     return value
 
 
-def parse_config(path: Path, document: Mapping[str, Any], *, read_secrets: bool = True) -> Config:
+def parse_config(
+    path: Path,
+    document: Mapping[str, Any],
+    *,
+    read_secrets: bool = True,
+    peers_file: tuple[Path, Mapping[str, Any]] | None = None,
+) -> Config:
     """Build a `Config` from an already parsed TOML document.
 
     `read_secrets=False` leaves secrets empty, for commands that need none.
+    `peers_file`: the parsed `peers.toml` (`govnode peer add`), whose peers
+    join those of `[[peers]]`, so routes may name either.
     """
     root = _Section(path, "", document)
     node = _section(root, "node", _node)
@@ -340,24 +370,32 @@ def parse_config(path: Path, document: Mapping[str, Any], *, read_secrets: bool 
         database=_section(root, "database", lambda s: _database(s, node.data_dir)),
         limits=_section(root, "limits", _limits),
         plugins=_section(root, "plugins", _plugins),
-        peers=(peers := _peers(root, node.id)),
+        peers=(peers := _all_peers(root, node.id, peers_file)),
         federation=_section(root, "federation", lambda s: _federation(s, peers)),
     )
     root.check_unknown()
     return config
 
 
-def load_config(path: Path, *, read_secrets: bool = True) -> Config:
-    """Read and check `path`; raises `ConfigError` naming the file and key."""
-    path = path.absolute()
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a document; raises `ConfigError` naming the file."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(path, None, f"cannot read: {exc.strerror}") from None
     try:
-        document = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(path, None, "is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, f"is not valid TOML: {exc}") from None
-    return parse_config(path, document, read_secrets=read_secrets)
+
+
+def load_config(path: Path, *, read_secrets: bool = True) -> Config:
+    """Read and check `path`, and `peers.toml` beside it when there is one; raises
+    `ConfigError` naming the file and key."""
+    path = path.absolute()
+    document = read_toml(path)
+    peers_path = path.parent / PEERS_NAME
+    peers_file = (peers_path, read_toml(peers_path)) if peers_path.exists() else None
+    return parse_config(path, document, read_secrets=read_secrets, peers_file=peers_file)

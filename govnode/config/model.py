@@ -112,6 +112,7 @@ class PeerSection:
     fingerprint: str | None  # ...or the SHA-256 pin of that certificate (hex)
     signing_key: Path  # its public signing key: verifies its envelopes and receipts
     max_concurrency: int = 4
+    defined_in: Path | None = None  # govnode.toml or peers.toml (`govnode peer add`)
 
 
 @dataclass(frozen=True, slots=True)
