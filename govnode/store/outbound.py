@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, update
 
 from govnode.domain.envelope import (
     Envelope,
@@ -340,35 +340,6 @@ def thd_recover_leases(conn: Connection, *, node_id: str, now: float) -> tuple[i
         {"now": now},
     ).rowcount
     return int(letters_ or 0), int(notices_ or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueLine:
-    destination: str
-    letters: int
-    recipients: int
-    oldest: float  # registration time of the oldest waiting letter
-    most_attempts: int
-    last_error: str | None
-
-
-def thd_queue(conn: Connection, *, node_id: str) -> list[QueueLine]:
-    """What waits for other nodes, per destination node (for `govnode queue`)."""
-    rows = conn.execute(
-        select(
-            recipients.c.node,
-            func.count(func.distinct(recipients.c.letter_id)),
-            func.count(),
-            func.min(letters.c.created_at),
-            func.max(recipients.c.attempts),
-            func.max(recipients.c.reason),
-        )
-        .join(letters, letters.c.id == recipients.c.letter_id)
-        .where(recipients.c.status == RecipientStatus.QUEUED.value, recipients.c.node != node_id)
-        .group_by(recipients.c.node)
-        .order_by(recipients.c.node)
-    ).all()
-    return [QueueLine(*row) for row in rows]
 
 
 def thd_queued_letter(conn: Connection, letter_id: str) -> list[dict[str, Any]]:
