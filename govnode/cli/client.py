@@ -15,6 +15,7 @@ import mimetypes
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from govnode.cli.agency_client import AgencyClient, Response
 from govnode.cli.errors import EXIT_PROBLEM, CliError
@@ -86,7 +87,11 @@ def add_parser(sub: Any) -> None:
     track = actions.add_parser("track", help="the tracking trail of a letter")
     track.add_argument("id")
     track.set_defaults(run=_track)
-    lookup = actions.add_parser("lookup", help="search the directory (Persian is fine)")
+    lookup = actions.add_parser(
+        "lookup",
+        help="search the directory (Persian is fine); an address (presidency@center) "
+        "looks up that one agency, at other nodes too",
+    )
     lookup.add_argument("query", nargs="?", default="")
     lookup.add_argument("--limit", type=int, default=20)
     lookup.set_defaults(run=_lookup)
@@ -302,9 +307,16 @@ def _track(args: argparse.Namespace) -> int:
 
 
 def _lookup(args: argparse.Namespace) -> int:
-    answer = _call(
-        _client(args), "GET", "/api/v1/directory", query={"q": args.query, "limit": str(args.limit)}
-    )
+    if "@" in args.query:  # one agency, from the peer directories for other nodes
+        one = _call(_client(args), "GET", f"/api/v1/directory/{quote(args.query.strip())}")
+        answer: dict[str, Any] = {"agencies": [one], "total": 1}
+    else:
+        answer = _call(
+            _client(args),
+            "GET",
+            "/api/v1/directory",
+            query={"q": args.query, "limit": str(args.limit)},
+        )
     if args.json:
         print_json(answer)
         return 0

@@ -127,10 +127,13 @@ Try it (demo-only credentials: each agency's password is demo-<code>):
   .venv/bin/govnode client send --to welfare --subject "گزارش" --attach README.md
   .venv/bin/govnode client outbox
   # a letter to the national center's Presidential Office, through kb's relay
+  .venv/bin/govnode client lookup presidency@center   # from center's directory
   .venv/bin/govnode client send --to presidency@center --subject "گزارش استان"
   .venv/bin/govnode client outbox      # delivered at center within seconds
-  .venv/bin/govnode --home {root / "node"} queue   # what waits for other nodes
   .venv/bin/govnode --home {root / "node"} peers   # is center reachable, and who it is
+  # stop center: kb keeps accepting and queues; start it again and they flow
+  pkill -f "{root.parent / "center" / "node"} serve"
+  .venv/bin/govnode --home {root / "node"} queue   # what waits for other nodes
 Press Ctrl-C to stop.
 """
 
@@ -186,14 +189,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             print(f"govnode ready: {name} {node.api_url} admin={node.admin_url}", flush=True)
         print(_examples(root, nodes[1].api_url), flush=True)
+        watched = dict(zip(("center", "kb"), nodes, strict=True))
         while not stop.wait(1.0):
-            for node, name in zip(nodes, ("center", "kb"), strict=True):
-                if node.exit_code() is not None:
+            for name, node in list(watched.items()):
+                code = node.exit_code()
+                if code is None:
+                    continue
+                if name == "center" and code == 0:  # stopped on purpose (SIGTERM)
+                    del watched[name]
                     print(
-                        f"scripts/run: node {name} exited; its log:\n{node.log_tail()}",
-                        file=sys.stderr,
+                        "scripts/run: center stopped; kb keeps accepting letters for it and"
+                        " queues them (govnode queue). Start it again, in another terminal:\n"
+                        f"  .venv/bin/govnode --home {center_root / 'node'} serve",
+                        flush=True,
                     )
-                    return 1
+                    continue
+                print(
+                    f"scripts/run: node {name} exited; its log:\n{node.log_tail()}",
+                    file=sys.stderr,
+                )
+                return 1
         print("stopping ...", flush=True)
         return 0
     finally:
