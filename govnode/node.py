@@ -289,12 +289,13 @@ class Node(MultiService):
             self.peer_directories = PeerDirectories(
                 config=config, db=self.db, peers=peers, routing=self.routing, reactor=reactor
             )
-        if self.primary and peers.ca_files:
+        if self.primary and config.peers:
             federation_tls = ServerTLS(
                 cert_path=config.tls.node_cert,
                 key_path=config.tls.node_key,
                 ca_path=[peer.ca_cert for peer in peers.ca_files if peer.ca_cert is not None],
                 crl_path=None,
+                pins=peers.pins,
             )
             federation_api = FederationApi(
                 node_id=config.node.id,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from twisted.logger import Logger
 
 from govnode.config.model import PeerSection
@@ -73,6 +74,11 @@ class Peers:
     def ca_files(self) -> list[PeerSection]:
         return [peer for peer in self._peers.values() if peer.ca_cert is not None]
 
+    @property
+    def pins(self) -> frozenset[str]:
+        """The certificate fingerprints of the peers pinned instead of trusted by CA."""
+        return frozenset(p.fingerprint for p in self._peers.values() if p.fingerprint is not None)
+
     def identify(self, cert: x509.Certificate | None) -> PeerSection | None:
         """The peer `cert` belongs to, or None (not a node certificate, not a peer,
         or issued by another peer's CA)."""
@@ -82,6 +88,8 @@ class Peers:
         peer = self._peers.get(node) if node is not None else None
         if peer is None:
             return None
+        if peer.fingerprint is not None:  # pinned: this very certificate, whoever issued it
+            return peer if cert.fingerprint(hashes.SHA256()).hex() == peer.fingerprint else None
         for ca in self._cas.get(peer.id, ()):
             try:
                 cert.verify_directly_issued_by(ca)

@@ -28,7 +28,7 @@ exchange groups X25519, prime256v1, secp384r1 (see ``_restrict_groups``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,8 +143,12 @@ class ServerTLS:
         ca_path: Path | Sequence[Path],
         crl_path: Path | None,
         require_client_cert: bool = True,
+        pins: frozenset[str] = frozenset(),
     ) -> None:
-        """`ca_path`: the CA (or, for federation, the peers' CAs) clients must chain to."""
+        """`ca_path`: the CA (or, for federation, the peers' CAs) clients must chain to;
+        `pins`: SHA-256 fingerprints (hex) of client certificates taken without a CA
+        (federation peers pinned by fingerprint)."""
+        self._pins = pins
         self._cert_path = cert_path
         self._key_path = key_path
         self._ca_paths = [ca_path] if isinstance(ca_path, Path) else list(ca_path)
@@ -240,8 +244,25 @@ class ServerTLS:
         mode = SSL.VERIFY_PEER
         if self._require_client_cert:
             mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
-        context.set_verify(mode)
+        if self._pins:
+            context.set_verify(mode, _verify_or_pinned(self._pins))
+        else:
+            context.set_verify(mode)
         return context, groups_restricted
+
+
+def _verify_or_pinned(pins: frozenset[str]) -> Callable[..., bool]:
+    """OpenSSL's verdict, except that a client certificate whose SHA-256 is pinned is
+    taken whatever its issuer (checked again, with its node name, per request)."""
+
+    def verify(
+        _connection: SSL.Connection, cert: crypto.X509, _errno: int, depth: int, ok: int
+    ) -> bool:
+        if ok:
+            return True
+        return depth == 0 and cert.to_cryptography().fingerprint(_SHA256).hex() in pins
+
+    return verify
 
 
 def peer_certificate(transport: object) -> x509.Certificate | None:
