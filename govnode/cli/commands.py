@@ -20,6 +20,7 @@ from govnode.config.template import InitValues, render_config
 from govnode.directory.errors import DirectoryUnavailable
 from govnode.directory.ldap import LdapDirectory
 from govnode.domain.agency import AgencyStatus, is_agency_code, is_node_id
+from govnode.domain.routing import RoutingTable
 from govnode.pki import ca, signing
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.errors import PkiError
@@ -393,23 +394,39 @@ def peer_material(config: Config, url: str) -> tuple[dict[str, bytes], str]:
     return files, lines
 
 
-def _peer_rows(statuses: list[PeerStatus], moment: datetime) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = [("PEER", "STATUS", "MS", "CERT EXPIRES", "URL / DETAIL")]
+def _peer_rows(
+    statuses: list[PeerStatus], activity: dict[str, outbound.PeerActivity], moment: datetime
+) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [
+        ("PEER", "STATUS", "MS", "CERT EXPIRES", "LAST SUCCESS", "BACKOFF", "URL / DETAIL")
+    ]
+    at = moment.timestamp()
     for s in statuses:
         expires = "-"
         if s.certificate_expires is not None:
             days = (s.certificate_expires - moment).days
             expires = f"{s.certificate_expires:%Y-%m-%d} ({days} d)"
+        seen = activity[s.peer]
+        last = f"{(at - seen.last_success) / 60:.1f} min ago" if seen.last_success else "never"
+        backoff = "-"
+        if seen.backing_off and seen.next_attempt is not None:
+            backoff = f"{seen.backing_off} wait, next in {(seen.next_attempt - at) / 60:.1f} min"
         rows.append(
             (
                 s.peer,
                 "ok" if s.ok else "FAILING",
                 f"{s.milliseconds:.0f}" if s.milliseconds is not None else "-",
                 expires,
+                last,
+                backoff,
                 f"{s.url}  {s.detail}",
             )
         )
     return rows
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None
 
 
 def queue(args: argparse.Namespace) -> int:
@@ -499,6 +516,17 @@ def peers(args: argparse.Namespace) -> int:
         check_peer(peer, node_cert=config.tls.node_cert, node_key=config.tls.node_key)
         for peer in config.peers
     ]
+    routing = RoutingTable(
+        config.node.id, config.federation.routes, config.federation.default_route
+    )
+    moment = now()
+    activity = _database(config).read_sync(
+        outbound.thd_peer_activity,
+        peers=[peer.id for peer in config.peers],
+        node_id=config.node.id,
+        next_hop=lambda node: routing.next_hop(node) if routing.routable(node) else None,
+        now=moment.timestamp(),
+    )
     if args.json:
         rows = [
             {
@@ -510,12 +538,15 @@ def peers(args: argparse.Namespace) -> int:
                 "certificate_expires": (
                     s.certificate_expires.isoformat() if s.certificate_expires else None
                 ),
+                "last_success": _iso(activity[s.peer].last_success),
+                "backing_off": activity[s.peer].backing_off,
+                "next_attempt": _iso(activity[s.peer].next_attempt),
             }
             for s in statuses
         ]
         print_json(rows)
     else:
-        print(aligned(_peer_rows(statuses, now())))
+        print(aligned(_peer_rows(statuses, activity, moment)))
     return 0 if all(s.ok for s in statuses) else EXIT_PROBLEM
 
 

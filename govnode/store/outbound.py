@@ -356,3 +356,42 @@ def thd_queued_letter(conn: Connection, letter_id: str) -> list[dict[str, Any]]:
         .order_by(recipients.c.id)
     ).all()
     return [dict(row._mapping) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerActivity:
+    last_success: float | None  # when it last took a letter (relayed or delivered)
+    backing_off: int  # recipients waiting out a backoff for destinations behind it
+    next_attempt: float | None
+
+
+def thd_peer_activity(
+    conn: Connection, *, peers: list[str], node_id: str, next_hop: Any, now: float
+) -> dict[str, PeerActivity]:
+    """For `govnode peers`: each peer's last success and the backoff of what waits
+    for it; `next_hop(node)` is the routing table's answer (None: no route)."""
+    waiting: dict[str, tuple[int, float | None]] = {}
+    rows = sql.run(
+        conn,
+        "SELECT node, COUNT(*), MIN(next_attempt_at) FROM recipients"
+        " WHERE status = :queued AND node != :node AND next_attempt_at > :now"
+        " AND reason IS NOT NULL GROUP BY node",
+        {"queued": RecipientStatus.QUEUED.value, "node": node_id, "now": now},
+    ).all()
+    for destination, count, due in (tuple(row) for row in rows):
+        hop = next_hop(destination)
+        if hop is None:
+            continue
+        before, soonest = waiting.get(hop, (0, None))
+        waiting[hop] = (before + count, due if soonest is None else min(soonest, due))
+    activity = {}
+    for peer in peers:
+        last = sql.run(
+            conn,
+            "SELECT at FROM events WHERE node = :peer AND status IN ('relayed', 'delivered')"
+            " ORDER BY id DESC LIMIT 1",
+            {"peer": peer},
+        ).scalar()
+        count, due = waiting.get(peer, (0, None))
+        activity[peer] = PeerActivity(last, count, due)
+    return activity

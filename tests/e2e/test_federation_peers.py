@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -451,6 +451,9 @@ def test_letters_wait_while_center_is_down_and_flow_when_it_is_back(nodes: Nodes
         with contextlib.redirect_stdout(printed):
             assert govnode(["--home", str(nodes.kb), "queue", "show", ids[0]]) == 0
         assert printed.getvalue().startswith("edu@center  queued  attempts=")
+        (center,) = [row for row in peers_json(nodes.kb) if row["peer"] == "center"]
+        assert (center["ok"], center["backing_off"]) == (False, 3)
+        assert center["next_attempt"] is not None
         nodes.center_node = NodeProcess(nodes.center).start()
 
         def all_delivered() -> bool:
@@ -464,6 +467,17 @@ def test_letters_wait_while_center_is_down_and_flow_when_it_is_back(nodes: Nodes
         assert all(inbox.count(letter_id) == 1 for letter_id in ids)
         # Newest first: they arrived in the order they were submitted.
         assert [letter_id for letter_id in reversed(inbox) if letter_id in ids] == ids
+        (center,) = [row for row in peers_json(nodes.kb) if row["peer"] == "center"]
+        assert (center["ok"], center["backing_off"]) == (True, 0)
+        last = datetime.fromisoformat(center["last_success"])
+        assert datetime.now(UTC) - last < timedelta(minutes=1)
+
+
+def peers_json(home: Path) -> list[dict[str, Any]]:
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        govnode(["--home", str(home), "peers", "--json"])
+    return list(json.loads(printed.getvalue()))
 
 
 def test_when_center_answers_again_its_backlog_goes_at_once(nodes: Nodes) -> None:
