@@ -28,6 +28,7 @@ from govnode.domain.ids import new_ulid
 from govnode.pki import ca, signing
 from govnode.pki.files import write_atomic
 from govnode.testing.client import AgencyClient
+from govnode.testing.federation import post_as_node
 from govnode.testing.home import ClientFiles, configure, enroll, init_home, sync_directory
 from govnode.testing.process import NodeProcess
 from govnode.testing.slapd import Slapd
@@ -279,19 +280,12 @@ REPORT = "گزارش ماهانه".encode()
 
 
 def post(nodes: Nodes, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    context = ssl.create_default_context(cafile=str(nodes.center / "pki" / "ca.pem"))
-    context.load_cert_chain(str(nodes.kb / "pki" / "node.pem"), str(nodes.kb / "pki" / "node.key"))
-    request = urllib.request.Request(
+    return post_as_node(
+        nodes.kb,
+        nodes.center / "pki" / "ca.pem",
         f"{nodes.center_node.federation_url}/federation/v1/envelopes",
-        data=json.dumps(document).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+        document,
     )
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=20) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
 
 
 def with_files(signed: SignedEnvelope, data: bytes = REPORT) -> dict[str, Any]:

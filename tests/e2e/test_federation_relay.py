@@ -9,12 +9,8 @@ mid-transfer, again and again, loses and duplicates nothing.
 from __future__ import annotations
 
 import base64
-import json
-import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +28,7 @@ from govnode.domain.envelope import (
 from govnode.domain.ids import derived_ulid, new_ulid
 from govnode.pki import signing
 from govnode.testing.client import AgencyClient
+from govnode.testing.federation import post_as_node
 from govnode.testing.home import (
     ClientFiles,
     add_peer,
@@ -206,20 +203,12 @@ def _federation_post(
     network: Network, caller: str, callee: str, path: str, document: object
 ) -> tuple[int, dict[str, Any]]:
     """POST as node `caller` (its node certificate) to `callee`'s federation port."""
-    context = ssl.create_default_context(cafile=str(network.homes[callee] / "pki" / "ca.pem"))
-    pki = network.homes[caller] / "pki"
-    context.load_cert_chain(str(pki / "node.pem"), str(pki / "node.key"))
-    request = urllib.request.Request(
+    return post_as_node(
+        network.homes[caller],
+        network.homes[callee] / "pki" / "ca.pem",
         f"{network.running[callee].federation_url}{path}",
-        data=json.dumps(document).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+        document,
     )
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=20) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
 
 
 def _sign_as(network: Network, node: str) -> Any:

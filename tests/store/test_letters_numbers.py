@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import jdatetime
@@ -12,23 +11,12 @@ from sqlalchemy import Connection, func, select
 
 from govnode.domain.ids import new_ulid
 from govnode.domain.letters import parse_submission
-from govnode.store import delivery, directory, letters, mailbox
+from govnode.store import delivery, letters, mailbox
 from govnode.store.database import Database
-from govnode.store.migrate import upgrade
 from govnode.store.schema import agencies, audit, events, number_sequences, recipients
 from govnode.store.schema import letters as letters_table
-from govnode.testing.demo_data import demo_file, load_agencies
 
 NOWRUZ_1405 = datetime(2026, 3, 20, 20, 30, tzinfo=UTC).timestamp()  # 00:00 in Tehran
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'db'}")
-    upgrade(database.engine)
-    entries = [(a, f"uid={a.code},ou=agencies") for a in load_agencies(demo_file("agencies.csv"))]
-    database.run_sync(directory.thd_replace_all, entries, now=0.0)
-    return database
 
 
 def test_nowruz_1405_is_midnight_in_tehran() -> None:

@@ -3,30 +3,15 @@ that move a letter's recipients forward and never back."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from govnode.domain.envelope import Receipt
 from govnode.domain.ids import derived_ulid, new_ulid
 from govnode.domain.letters import parse_submission
-from govnode.store import directory, letters, mailbox, notices, outbound
+from govnode.store import letters, mailbox, notices, outbound
 from govnode.store.database import Database
-from govnode.store.migrate import upgrade
-from govnode.testing.demo_data import demo_file, load_agencies
 
 T0 = 1_790_000_000.0  # any moment; the queue only compares times
 DAY = 86400.0
 RETRY = {"retry_min": 300.0, "retry_max": 3600.0, "lifetime": 5 * DAY}
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'db'}")
-    upgrade(database.engine)
-    entries = [(a, f"uid={a.code},ou=agencies") for a in load_agencies(demo_file("agencies.csv"))]
-    database.run_sync(directory.thd_replace_all, entries, now=0.0)
-    return database
 
 
 def send_to_center(db: Database) -> str:
