@@ -23,6 +23,9 @@ from govnode.store.schema import events, letters, notices, recipients
 
 LEASE = 120.0  # seconds a claimed notice may take before it is sent again
 FINAL_RANK = PROGRESS[RecipientStatus.DELIVERED]  # failed/expired replace only what is below
+ONLY_FROM_THE_RECIPIENTS_NODE = frozenset(
+    {RecipientStatus.DELIVERED, RecipientStatus.READ, RecipientStatus.ANSWERED}
+)
 
 
 def origin_of(sender: str) -> str:
@@ -174,6 +177,9 @@ def thd_apply(conn: Connection, receipts: list[Receipt], *, node_id: str, now: f
         ).first()
         if row is None or origin_of(row.sender) != node_id:
             continue
+        new = RecipientStatus(receipt.status)
+        if new in ONLY_FROM_THE_RECIPIENTS_NODE and receipt.node != origin_of(receipt.address):
+            continue  # a relay may say it handed on or gave up, not that the letter was read
         seen = conn.execute(
             select(events.c.id).where(
                 events.c.letter_id == receipt.letter_id,
@@ -184,7 +190,6 @@ def thd_apply(conn: Connection, receipts: list[Receipt], *, node_id: str, now: f
         ).first()
         if seen is not None:
             continue
-        new = RecipientStatus(receipt.status)
         current = RecipientStatus(row.status)
         if current in FINAL:
             forward = False

@@ -89,6 +89,15 @@ def test_notices_move_a_recipient_forward_never_back_and_count_once(db: Database
     def apply(*receipts: Receipt) -> list[str]:
         return db.run_sync(notices.thd_apply, list(receipts), node_id="kb", now=T0 + 10)
 
+    claimed_by_another = Receipt(
+        derived_ulid(letter_id, "center"),
+        letter_id,
+        "fars",  # a node on the way cannot say the recipient at center read it
+        "presidency@center",
+        "read",
+        int(T0 * 1000),
+    )
+    assert apply(claimed_by_another) == []
     assert apply(receipt("delivered", T0 + 1)) == ["edu@kb"]
     assert apply(receipt("read", T0 + 2), receipt("read", T0 + 2)) == ["edu@kb"]  # once
     assert apply(receipt("delivered", T0 + 1)) == []  # seen before
