@@ -29,11 +29,14 @@ class Peers:
         self._cas: dict[str, list[x509.Certificate]] = {}
         self._verifiers: dict[str, Verifier] = {}
         self._learned: dict[str, Verifier] = {}
+        self._configured_keys: dict[str, str] = {}  # PEM, served to the other peers
         for peer in peers:
             if peer.ca_cert is not None:
                 self._cas[peer.id] = x509.load_pem_x509_certificates(peer.ca_cert.read_bytes())
             try:
-                self._verifiers[peer.id] = signing.verifier(peer.signing_key.read_bytes())
+                pem = peer.signing_key.read_bytes()
+                self._verifiers[peer.id] = signing.verifier(pem)
+                self._configured_keys[peer.id] = pem.decode()
             except (OSError, ValueError) as exc:
                 # Its envelopes and receipts are refused until the key is fixed.
                 self._log.error(
@@ -61,14 +64,8 @@ class Peers:
         self._learned = learned
 
     def configured_keys(self) -> dict[str, str]:
-        """The configured peers' public keys as PEM (served to the other peers)."""
-        keys = {}
-        for peer in self._peers.values():
-            try:
-                keys[peer.id] = peer.signing_key.read_text()
-            except OSError:
-                continue  # logged at start; nothing to vouch for
-        return keys
+        """The configured peers' usable public keys as PEM (served to the other peers)."""
+        return dict(self._configured_keys)
 
     @property
     def ca_files(self) -> list[PeerSection]:
