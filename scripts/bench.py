@@ -198,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         "--target-rate", type=float, default=1600.0, help="letters/s of phase 2 (submit latency)"
     )
     parser.add_argument("--rate", type=float, default=500.0, help="letters/s of phase 3 (inbox)")
+    parser.add_argument(
+        "--node-processes",
+        type=int,
+        default=None,
+        help="the node's listen.processes (default: the shipped setting, one per core)",
+    )
     parser.add_argument("--out", type=Path, default=Path("var/bench"))
     args = parser.parse_args(argv)
 
@@ -215,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         home = out / "node"
         init_home(home, slapd)
-        config = configure(home)  # the shipped settings, as `govnode init` writes them
+        # The shipped settings, as `govnode init` writes them (processes: if asked).
+        extra = {} if args.node_processes is None else {"processes": args.node_processes}
+        config = configure(home, **extra)
         sync_directory(config)
         codes = [a.code for a in agencies if a.phase in (1, 2)][: args.clients]
         files: dict[str, ClientFiles] = enroll(config, codes, out / "clients")
