@@ -218,6 +218,7 @@ class Node(MultiService):
             blobs=self.blobs,
             reactor=reactor,
             on_change=self.worker.wake,
+            on_delivered=self._delivered,
             hub=self.hub,
             routable=self.routing.routable,
         )

@@ -259,7 +259,10 @@ class LetterRoutes(ApiBase):
                 count=len(registered.recipients),
             )
             self._metrics.letters_registered.inc()
-            self._on_change()
+            # Local recipients were delivered with the registration; the delivery
+            # worker takes letters to other nodes.
+            if any(r.address.node != self._node_id for r in submission.recipients):
+                self._on_change()
             if submission.in_reply_to is not None:
                 self._hub.notify_all()  # the replied-to letter's sender sees `answered`
             else:

@@ -6,14 +6,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from govnode.domain.calendar import jalali_year, registration_number
 from govnode.domain.letters import Submission
 from govnode.domain.status import RecipientStatus
-from govnode.store import audit, directory, sql
+from govnode.store import audit, delivery, directory, sql
 from govnode.store.database import Database, bulk_insert
 from govnode.store.schema import (
     attachments,
@@ -400,17 +402,69 @@ def thd_register_many(
     return [results[index] for index in range(len(batch))]
 
 
+DELIVER_LIMIT = 500  # local recipients delivered with one batch; the worker does the rest
+
+
+def thd_register_and_deliver(
+    conn: Connection,
+    batch: Sequence[NewLetter],
+    *,
+    node_id: str,
+    routable: Callable[[str], bool] = lambda _node: False,
+    now: float,
+) -> tuple[list[Registered | Exception], list[delivery.Delivered] | Exception]:
+    """Register a batch, then deliver what is due for this node's inboxes, in one
+    transaction: the delivery worker's step, without a transaction of its own.
+
+    The letters go into their inboxes with the commit that registers them (as a
+    letter received from a peer does), each recipient `queued` then `delivered`
+    in its trail as before. A delivery that fails for any reason but the
+    database's own errors (which fail the whole batch, see `Database`) only
+    undoes its savepoint and is returned as the exception: the letters stay
+    queued for the delivery worker.
+    """
+    registered = thd_register_many(conn, batch, node_id=node_id, routable=routable)
+    try:
+        with conn.begin_nested():
+            done: list[delivery.Delivered] | Exception = delivery.thd_deliver_local(
+                conn, node_id=node_id, now=now, limit=DELIVER_LIMIT
+            )
+    except DBAPIError as exc:
+        if not isinstance(exc, IntegrityError):
+            raise
+        done = exc
+    except Exception as exc:  # noqa: BLE001 - left to the delivery worker, and logged
+        done = exc
+    return registered, done
+
+
 class Registrar:
-    """Registers letters in batches: while one batch commits, the next one gathers."""
+    """Registers letters in batches: while one batch commits, the next one gathers.
+
+    Each batch also delivers the local recipients that are due, its own
+    included (`thd_register_and_deliver`); `on_delivered` hears of them after
+    the commit, and `wake` (the delivery worker) is called when some may be left.
+    """
 
     MAX_BATCH = 512
+    _log = Logger()
 
     def __init__(
-        self, db: Database, *, node_id: str, routable: Callable[[str], bool] = lambda _node: False
+        self,
+        db: Database,
+        *,
+        node_id: str,
+        clock: IReactorTime,
+        routable: Callable[[str], bool] = lambda _node: False,
+        on_delivered: Callable[[list[delivery.Delivered]], None] = lambda _done: None,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._node_id = node_id
+        self._clock = clock
         self._routable = routable
+        self._on_delivered = on_delivered
+        self._wake = wake
         self._waiting: list[tuple[NewLetter, Deferred[Registered]]] = []
         self._busy = False
 
@@ -426,10 +480,12 @@ class Registrar:
         self._busy = True
         work = Deferred.fromCoroutine(
             self._db.run(
-                thd_register_many,
+                thd_register_and_deliver,
                 [new for new, _ in batch],
                 node_id=self._node_id,
                 routable=self._routable,
+                # Every letter of the batch was created by now: all are due.
+                now=self._clock.seconds(),
             )
         )
         work.addBoth(self._done, [done for _, done in batch])
@@ -442,8 +498,20 @@ class Registrar:
             for done in waiting:
                 done.errback(outcome)
             return
-        assert isinstance(outcome, list)
-        for result, done in zip(outcome, waiting, strict=True):
+        assert isinstance(outcome, tuple)
+        registered, delivered = outcome
+        if isinstance(delivered, Exception):
+            self._log.failure(
+                "delivery with the registration failed; the delivery worker will retry",
+                Failure(delivered),
+            )
+            self._wake()
+        else:
+            if delivered:
+                self._on_delivered(delivered)
+            if len(delivered) >= DELIVER_LIMIT:
+                self._wake()  # more may be due
+        for result, done in zip(registered, waiting, strict=True):
             if isinstance(result, Exception):
                 done.errback(Failure(result))
             else:

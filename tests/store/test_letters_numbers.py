@@ -166,3 +166,67 @@ def test_a_recipient_that_left_the_directory_fails_with_a_reason(db: Database) -
     assert failed.status == "failed"
     assert failed.reason
     assert "roads" in failed.reason
+
+
+def new_letter(at: float, **fields: Any) -> letters.NewLetter:
+    document = {"to": ["welfare"], "subject": "s", **fields}
+    return letters.NewLetter(
+        id=new_ulid(int(at * 1000)),
+        sender="edu@kb",
+        user="edu",
+        submission=parse_submission(document, local_node="kb", max_attachment_bytes=1024),
+        attachments=(),
+        created_at=at,
+        idempotency_key=None,
+    )
+
+
+def test_a_batch_is_delivered_with_its_registration(db: Database) -> None:
+    batch = [new_letter(NOWRUZ_1405, cc=["roads"]), new_letter(NOWRUZ_1405 + 0.5)]
+    registered, done = db.run_sync(
+        letters.thd_register_and_deliver, batch, node_id="kb", now=NOWRUZ_1405 + 1
+    )
+    assert [r.number for r in registered if isinstance(r, letters.Registered)] == [
+        "KB-1405-000001",
+        "KB-1405-000002",
+    ]
+    # The first answer still lists every recipient as queued (API.md).
+    assert all(s == "queued" for r in registered for _, _, s in r.recipients)  # type: ignore[union-attr]
+    assert isinstance(done, list)
+    assert [(d.letter_id, d.address) for d in done] == [
+        (batch[0].id, "welfare@kb"),
+        (batch[0].id, "roads@kb"),
+        (batch[1].id, "welfare@kb"),
+    ]
+    view = db.read_sync(mailbox.thd_letter, batch[0].id, "welfare@kb")
+    assert view is not None
+    assert view.status == "delivered"
+    (welfare,) = [r for r in view.recipients if r.address == "welfare@kb"]
+    assert [e.status for e in welfare.events] == ["queued", "delivered"]
+    assert db.run_sync(delivery.thd_deliver_local, node_id="kb", now=NOWRUZ_1405 + 2) == []
+
+
+def test_a_failed_delivery_leaves_the_batch_registered_and_queued(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(conn: Connection, **_: Any) -> list[delivery.Delivered]:
+        conn.execute(recipients.update().values(status="delivered"))  # undone with its savepoint
+        raise RuntimeError("a bug in delivery")
+
+    monkeypatch.setattr(delivery, "thd_deliver_local", broken)
+    registered, done = db.run_sync(
+        letters.thd_register_and_deliver,
+        [new_letter(NOWRUZ_1405)],
+        node_id="kb",
+        now=NOWRUZ_1405 + 1,
+    )
+    assert isinstance(done, RuntimeError)
+    (sent,) = registered
+    assert isinstance(sent, letters.Registered)
+    view = db.read_sync(mailbox.thd_letter, sent.id, "edu@kb")
+    assert view is not None
+    assert view.status == "registered"
+    assert [r.status for r in view.recipients] == ["queued"]
+    monkeypatch.undo()
+    done = db.run_sync(delivery.thd_deliver_local, node_id="kb", now=NOWRUZ_1405 + 2)
+    assert [d.address for d in done] == ["welfare@kb"]
