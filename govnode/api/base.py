@@ -64,10 +64,14 @@ def agency_json(record: AgencyRecord, node_id: str, *, detail: bool = False) -> 
     return answer
 
 
+# json.dumps makes a new encoder for every call with options; this one is made once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def json_answer(request: IRequest, status: int, value: object) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def read_json_object(request: IRequest, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:

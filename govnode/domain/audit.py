@@ -27,14 +27,17 @@ class AuditRecord:
     hash: str
 
 
+# The canonical JSON of the chain, as json.dumps(..., ensure_ascii=False,
+# separators=(",", ":")) writes it; one encoder instead of one per call.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# Details: the same with sorted keys.
+DETAIL_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def record_hash(
     prev_hash: str, id: int, at: float, kind: str, actor: str, subject: str, detail: str
 ) -> str:
-    canonical = json.dumps(
-        [prev_hash, id, repr(at), kind, actor, subject, detail],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    canonical = _CANONICAL.encode([prev_hash, id, repr(at), kind, actor, subject, detail])
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
