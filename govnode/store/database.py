@@ -74,7 +74,10 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, obje
     """
     if not rows:
         return
-    conn.exec_driver_sql(_insert_statement(conn, table, list(rows[0])), [dict(r) for r in rows])
+    conn.exec_driver_sql(
+        _insert_statement(conn, table, list(rows[0])),
+        rows if isinstance(rows, list) else list(rows),
+    )
 
 
 def insert_returning_ids(
