@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -214,11 +215,10 @@ def test_a_failed_delivery_leaves_the_batch_registered_and_queued(
         raise RuntimeError("a bug in delivery")
 
     monkeypatch.setattr(delivery, "thd_deliver_local", broken)
+    # A letter with an Idempotency-Key takes the slow path, then the worker's step.
+    keyed = dataclasses.replace(new_letter(NOWRUZ_1405), idempotency_key="k1")
     registered, done = db.run_sync(
-        letters.thd_register_and_deliver,
-        [new_letter(NOWRUZ_1405)],
-        node_id="kb",
-        now=NOWRUZ_1405 + 1,
+        letters.thd_register_and_deliver, [keyed], node_id="kb", now=NOWRUZ_1405 + 1
     )
     assert isinstance(done, RuntimeError)
     (sent,) = registered
@@ -230,3 +230,51 @@ def test_a_failed_delivery_leaves_the_batch_registered_and_queued(
     monkeypatch.undo()
     done = db.run_sync(delivery.thd_deliver_local, node_id="kb", now=NOWRUZ_1405 + 2)
     assert [d.address for d in done] == ["welfare@kb"]
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_delivery_with_the_registration_writes_what_the_worker_would(
+    tmp_path: Path, keyed: bool
+) -> None:
+    """Same batch, same times: registered then delivered by the worker's step in a
+    second transaction, or delivered with the registration: the same rows, ids
+    and audit chain (plain letters are delivered as stored; a batch with a keyed
+    letter runs the worker's step)."""
+    batch = [
+        new_letter(NOWRUZ_1405, cc=["roads", "x@mars"]),
+        new_letter(NOWRUZ_1405 + 0.25, to=["welfare", "roads"]),
+        dataclasses.replace(new_letter(NOWRUZ_1405 + 0.5), idempotency_key="k1" if keyed else None),
+        new_letter(NOWRUZ_1405 + 0.75, to=["nobody"]),
+    ]
+    now = NOWRUZ_1405 + 1
+    routable = {"mars"}.__contains__
+
+    def everything(database: Database) -> dict[str, list[Any]]:
+        def read(conn: Connection) -> dict[str, list[Any]]:
+            return {
+                table.name: [tuple(row) for row in conn.execute(select(table).order_by("id"))]
+                for table in (recipients, events, audit)
+            }
+
+        return database.read_sync(read)
+
+    databases = []
+    for name in ("worker", "together"):
+        database = Database(f"sqlite:///{tmp_path / name}")
+        upgrade(database.engine)
+        entries = [
+            (a, f"uid={a.code},ou=agencies") for a in load_agencies(demo_file("agencies.csv"))
+        ]
+        database.run_sync(directory.thd_replace_all, entries, now=0.0)
+        databases.append(database)
+    worker, together = databases
+    first = worker.run_sync(letters.thd_register_many, batch, node_id="kb", routable=routable)
+    by_worker = worker.run_sync(delivery.thd_deliver_local, node_id="kb", now=now)
+    second, with_registration = together.run_sync(
+        letters.thd_register_and_deliver, batch, node_id="kb", routable=routable, now=now
+    )
+    assert [type(r) for r in first] == [type(r) for r in second]
+    assert isinstance(second[3], letters.UnknownRecipient)
+    assert with_registration == by_worker
+    assert len(by_worker) == 5
+    assert everything(together) == everything(worker)
