@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -227,6 +228,7 @@ class Node(MultiService):
             blobs=self.blobs,
             reactor=reactor,
             on_change=self.worker.wake,
+            on_delivered=self._delivered,
             hub=self.hub,
             routable=self.routing.routable,
         )
@@ -485,8 +487,9 @@ class Node(MultiService):
             self._log.info("removed {count} orphaned attachment files", count=removed)
 
     def _delivered(self, done: list[Delivered]) -> None:
-        for item in done:
-            self.metrics.letters_delivered.labels(result=item.status).inc()
+        results = Counter(item.status for item in done)
+        for result, count in results.items():
+            self.metrics.letters_delivered.labels(result=result).inc(count)
         self.hub.notify([item.address for item in done] + [item.sender for item in done])
 
     async def _reload_certificates(self) -> None:

@@ -37,6 +37,7 @@ from govnode.pki.identity import agency_code_from_certificate
 from govnode.pki.tls import peer_certificate
 from govnode.store.blobs import BlobStore
 from govnode.store.database import Database, DatabaseUnavailable
+from govnode.store.delivery import Delivered
 from govnode.store.letters import Registrar
 from govnode.store.records import AgencyRecord
 
@@ -63,10 +64,14 @@ def agency_json(record: AgencyRecord, node_id: str, *, detail: bool = False) -> 
     return answer
 
 
+# json.dumps makes a new encoder for every call with options; this one is made once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def json_answer(request: IRequest, status: int, value: object) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def read_json_object(request: IRequest, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
@@ -143,9 +148,11 @@ class ApiBase:
         reactor: Any,
         hub: EventHub,
         on_change: Callable[[], None] = lambda: None,
+        on_delivered: Callable[[list[Delivered]], None] = lambda _done: None,
         routable: Callable[[str], bool] = lambda _node: False,
     ) -> None:
-        """`routable(node)`: whether letters for another node have a way there."""
+        """`routable(node)`: whether letters for another node have a way there;
+        `on_delivered`: letters put into inboxes with their registration."""
         self._node_id = node_id
         self._db = db
         self._auth = authenticator
@@ -154,9 +161,16 @@ class ApiBase:
         self._limits = limits
         self._blobs = blobs
         self._reactor = reactor
-        self._on_change = on_change  # letters registered: wake the delivery worker
+        self._on_change = on_change  # letters for other nodes: wake the delivery worker
         self._hub = hub
-        self._registrar = Registrar(db, node_id=node_id, routable=routable)
+        self._registrar = Registrar(
+            db,
+            node_id=node_id,
+            clock=clock,
+            routable=routable,
+            on_delivered=on_delivered,
+            wake=on_change,
+        )
 
     # -- plumbing ------------------------------------------------------------
 

@@ -251,15 +251,13 @@ class LetterRoutes(ApiBase):
                 "in_reply_to", "in_reply_to must name a letter your agency received"
             ) from None
         if not registered.replayed:
-            self._log.debug(
-                "registered {number} ({letter_id}) from {sender} to {count}",
-                number=registered.number,
-                letter_id=registered.id,
-                sender=new.sender,
-                count=len(registered.recipients),
-            )
+            # No log event per letter: the daemon logs at info and up, so a debug
+            # event was built and thrown away each time; the audit log has every letter.
             self._metrics.letters_registered.inc()
-            self._on_change()
+            # Local recipients were delivered with the registration; the delivery
+            # worker takes letters to other nodes.
+            if any(r.address.node != self._node_id for r in submission.recipients):
+                self._on_change()
             if submission.in_reply_to is not None:
                 self._hub.notify_all()  # the replied-to letter's sender sees `answered`
             else:

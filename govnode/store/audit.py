@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from govnode.domain.audit import GENESIS, AuditRecord, first_broken, record_hash
+from govnode.domain.audit import (
+    DETAIL_ENCODER,
+    GENESIS,
+    AuditRecord,
+    first_broken,
+    record_hash,
+)
 from govnode.store import sql
 from govnode.store.database import bulk_insert
 from govnode.store.schema import audit, audit_checkpoints, audit_head
@@ -55,9 +60,7 @@ def thd_append_many(conn: Connection, entries: Sequence[Entry]) -> list[int]:
     rows: list[dict[str, object]] = []
     for offset, entry in enumerate(entries):
         record_id = last_id - len(entries) + 1 + offset
-        text = json.dumps(
-            entry.detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":")
-        )
+        text = DETAIL_ENCODER.encode(entry.detail or {})
         digest = record_hash(
             prev_hash, record_id, entry.at, entry.kind, entry.actor, entry.subject, text
         )

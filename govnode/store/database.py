@@ -74,7 +74,17 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, obje
     """
     if not rows:
         return
-    conn.exec_driver_sql(_insert_statement(conn, table, list(rows[0])), [dict(r) for r in rows])
+    statement = _insert_statement(conn, table, list(rows[0]))
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(statement, rows if isinstance(rows, list) else list(rows))
+        return
+    # SQLite: straight to the driver's cursor, as `insert_returning_ids` does
+    # (exec_driver_sql costs as much Python as SQLite takes for the rows).
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(statement, rows)
+    finally:
+        cursor.close()
 
 
 def insert_returning_ids(
@@ -103,6 +113,17 @@ def insert_returning_ids(
 
 
 def _insert_statement(conn: Connection, table: Table, columns: list[str]) -> str:
+    key = (conn.dialect.name, table.name, tuple(columns))
+    statement = _INSERTS.get(key)
+    if statement is None:
+        statement = _INSERTS[key] = _make_insert_statement(conn, table, columns)
+    return statement
+
+
+_INSERTS: dict[tuple[str, str, tuple[str, ...]], str] = {}  # made once for each shape
+
+
+def _make_insert_statement(conn: Connection, table: Table, columns: list[str]) -> str:
     unknown = [column for column in columns if column not in table.c]
     if unknown:  # names come from our code, never from clients: say so loudly
         raise ValueError(f"{table.name} has no columns {unknown}")

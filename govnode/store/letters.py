@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from govnode.domain.calendar import jalali_year, registration_number
 from govnode.domain.letters import Submission
 from govnode.domain.status import RecipientStatus
-from govnode.store import audit, directory, notices, peer_directory, sql
-from govnode.store.database import Database, bulk_insert
+from govnode.store import audit, delivery, directory, notices, peer_directory, sql
+from govnode.store.database import Database, bulk_insert, insert_returning_ids
 from govnode.store.schema import (
     attachments,
     events,
@@ -243,15 +246,27 @@ def _answer(conn: Connection, new: NewLetter, node_id: str) -> None:
 
 @dataclass
 class _Rows:
-    """The rows of a batch of new letters, inserted with one statement per table."""
+    """The rows of a batch of new letters, inserted with one statement per table.
 
+    With `deliver_at`, recipients of this node (whose agencies the batch just
+    found in the directory) are delivered as they are stored, at that time:
+    the same rows, trail events and audit records that the delivery worker's
+    step (`delivery.thd_deliver_local`) would write right after, without
+    reading back and updating the rows just written.
+    """
+
+    node_id: str
+    deliver_at: float | None = None
     letters: list[dict[str, object]] = field(default_factory=list)
     attachments: list[dict[str, object]] = field(default_factory=list)
     recipients: list[dict[str, object]] = field(default_factory=list)
     events: list[dict[str, object]] = field(default_factory=list)
     audit: list[audit.Entry] = field(default_factory=list)
+    # Delivered on insert: (recipient row, Delivered without its event id yet).
+    delivered: list[tuple[dict[str, object], delivery.Delivered]] = field(default_factory=list)
 
-    def add(self, new: NewLetter, node_id: str, year: int, sequence: int, number: str) -> None:
+    def add(self, new: NewLetter, year: int, sequence: int, number: str) -> None:
+        node_id = self.node_id
         submission = new.submission
         self.letters.append(
             {
@@ -283,18 +298,33 @@ class _Rows:
             for index, a in enumerate(new.attachments)
         )
         for r in submission.recipients:
-            self.recipients.append(
-                {
-                    "letter_id": new.id,
-                    "address": str(r.address),
-                    "code": r.address.code,
-                    "node": r.address.node,
-                    "kind": r.kind,
-                    "status": RecipientStatus.QUEUED.value,
-                    "next_attempt_at": new.created_at,
-                    "attempts": 0,
-                }
-            )
+            row: dict[str, object] = {
+                "letter_id": new.id,
+                "address": str(r.address),
+                "code": r.address.code,
+                "node": r.address.node,
+                "kind": r.kind,
+                "status": RecipientStatus.QUEUED.value,
+                "reason": None,
+                "next_attempt_at": new.created_at,
+                "attempts": 0,
+                "delivered_at": None,
+                "inbox_seq": None,
+            }
+            if self.deliver_at is not None and r.address.node == node_id:
+                row["status"] = RecipientStatus.DELIVERED.value
+                row["next_attempt_at"] = None
+                row["delivered_at"] = self.deliver_at
+                done = delivery.Delivered(
+                    new.id,
+                    str(r.address),
+                    r.address.code,
+                    new.sender,
+                    0,
+                    RecipientStatus.DELIVERED.value,
+                )
+                self.delivered.append((row, done))
+            self.recipients.append(row)
             self.events.append(
                 {
                     "letter_id": new.id,
@@ -320,15 +350,52 @@ class _Rows:
             )
         )
 
-    def insert(self, conn: Connection) -> None:
-        for table, rows in (
-            (letters, self.letters),
-            (attachments, self.attachments),
-            (recipients, self.recipients),
-            (events, self.events),
-        ):
-            bulk_insert(conn, table, rows)
-        audit.thd_append_many(conn, self.audit)
+    def insert(self, conn: Connection) -> list[delivery.Delivered]:
+        """Insert every row; returns the recipients delivered on insert."""
+        bulk_insert(conn, letters, self.letters)
+        bulk_insert(conn, attachments, self.attachments)
+        bulk_insert(conn, events, self.events)
+        delivered = []
+        if self.delivered:
+            # After every `queued` event, as the worker's step would add them;
+            # a recipient's place in its inbox is its `delivered` event's id.
+            event_ids = insert_returning_ids(
+                conn,
+                events,
+                [
+                    {
+                        "letter_id": done.letter_id,
+                        "address": done.address,
+                        "status": done.status,
+                        "node": self.node_id,
+                        "detail": "in the inbox",
+                        "at": self.deliver_at,
+                    }
+                    for _, done in self.delivered
+                ],
+            )
+            for (row, done), event_id in zip(self.delivered, event_ids, strict=True):
+                row["inbox_seq"] = event_id
+                delivered.append(dataclasses.replace(done, event_id=event_id))
+        bulk_insert(conn, recipients, self.recipients)
+        assert self.deliver_at is not None or not delivered
+        audit.thd_append_many(
+            conn,
+            [
+                *self.audit,
+                *(
+                    audit.Entry(
+                        f"letter.{done.status}",
+                        self.node_id,
+                        done.letter_id,
+                        self.deliver_at or 0.0,
+                        {"recipient": done.address},
+                    )
+                    for done in delivered
+                ),
+            ],
+        )
+        return delivered
 
 
 def _registered(new: NewLetter, number: str) -> Registered:
@@ -353,8 +420,8 @@ def thd_register(
             return earlier
     _check_recipients(conn, submission, node_id, routable)
     year, sequence, number = thd_next_number(conn, node_id, new.created_at)
-    rows = _Rows()
-    rows.add(new, node_id, year, sequence, number)
+    rows = _Rows(node_id)
+    rows.add(new, year, sequence, number)
     rows.insert(conn)
     if submission.in_reply_to is not None:
         _answer(conn, new, node_id)
@@ -376,12 +443,26 @@ def thd_register_many(
     refused (unknown recipient, conflict) gets its exception as its result
     and changes nothing; the others are stored all the same.
     """
+    return _register_many(conn, batch, node_id=node_id, routable=routable, deliver_at=None)[0]
+
+
+def _plain(new: NewLetter) -> bool:
+    """Whether a letter takes the fast path (no Idempotency-Key, not a reply)."""
+    return new.idempotency_key is None and new.submission.in_reply_to is None
+
+
+def _register_many(
+    conn: Connection,
+    batch: Sequence[NewLetter],
+    *,
+    node_id: str,
+    routable: Callable[[str], bool],
+    deliver_at: float | None,
+) -> tuple[list[Registered | Exception], list[delivery.Delivered]]:
+    """`thd_register_many`; with `deliver_at`, the fast path's local recipients
+    are delivered as they are stored, and also returned."""
     results: dict[int, Registered | Exception] = {}
-    plain = [
-        i
-        for i, new in enumerate(batch)
-        if new.idempotency_key is None and new.submission.in_reply_to is None
-    ]
+    plain = [i for i, new in enumerate(batch) if _plain(new)]
     codes = {
         r.address.code
         for i in plain
@@ -397,7 +478,7 @@ def thd_register_many(
             results[index] = exc
         else:
             accepted.append(index)
-    rows = _Rows()
+    rows = _Rows(node_id, deliver_at)
     by_year: dict[int, list[int]] = {}
     for index in accepted:
         by_year.setdefault(jalali_year(batch[index].created_at), []).append(index)
@@ -406,9 +487,9 @@ def thd_register_many(
         for offset, index in enumerate(indexes):
             sequence = last - len(indexes) + 1 + offset
             number = registration_number(node_id, year, sequence)
-            rows.add(batch[index], node_id, year, sequence, number)
+            rows.add(batch[index], year, sequence, number)
             results[index] = _registered(batch[index], number)
-    rows.insert(conn)
+    delivered = rows.insert(conn)
     for index, new in enumerate(batch):
         if index in results:
             continue
@@ -431,20 +512,74 @@ def thd_register_many(
             if earlier is None:
                 raise
             results[index] = earlier
-    return [results[index] for index in range(len(batch))]
+    return [results[index] for index in range(len(batch))], delivered
+
+
+DELIVER_LIMIT = 500  # local recipients delivered with one batch; the worker does the rest
+
+
+def thd_register_and_deliver(
+    conn: Connection,
+    batch: Sequence[NewLetter],
+    *,
+    node_id: str,
+    routable: Callable[[str], bool] = lambda _node: False,
+    now: float,
+) -> tuple[list[Registered | Exception], list[delivery.Delivered] | Exception]:
+    """Register a batch and deliver its letters to this node's inboxes, in one
+    transaction: the delivery worker's step, without a transaction of its own.
+
+    The letters go into their inboxes with the commit that registers them (as a
+    letter received from a peer does), each recipient `queued` then `delivered`
+    in its trail as before. A batch of plain letters is delivered as it is
+    stored (`_Rows`); a batch with others (Idempotency-Key, reply), which are
+    registered one by one, runs the worker's step after them. Should that step
+    fail for any reason but the database's own errors (which fail the whole
+    batch, see `Database`), it only undoes its savepoint and is returned as
+    the exception: the letters stay queued for the delivery worker.
+    """
+    if all(_plain(new) for new in batch):
+        return _register_many(conn, batch, node_id=node_id, routable=routable, deliver_at=now)
+    registered, _ = _register_many(conn, batch, node_id=node_id, routable=routable, deliver_at=None)
+    try:
+        with conn.begin_nested():
+            more = delivery.thd_deliver_local(conn, node_id=node_id, now=now, limit=DELIVER_LIMIT)
+    except DBAPIError as exc:
+        if not isinstance(exc, IntegrityError):
+            raise
+        return registered, exc
+    except Exception as exc:  # noqa: BLE001 - left to the delivery worker, and logged
+        return registered, exc
+    return registered, more
 
 
 class Registrar:
-    """Registers letters in batches: while one batch commits, the next one gathers."""
+    """Registers letters in batches: while one batch commits, the next one gathers.
+
+    Each batch also delivers the local recipients that are due, its own
+    included (`thd_register_and_deliver`); `on_delivered` hears of them after
+    the commit, and `wake` (the delivery worker) is called when some may be left.
+    """
 
     MAX_BATCH = 512
+    _log = Logger()
 
     def __init__(
-        self, db: Database, *, node_id: str, routable: Callable[[str], bool] = lambda _node: False
+        self,
+        db: Database,
+        *,
+        node_id: str,
+        clock: IReactorTime,
+        routable: Callable[[str], bool] = lambda _node: False,
+        on_delivered: Callable[[list[delivery.Delivered]], None] = lambda _done: None,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._node_id = node_id
+        self._clock = clock
         self._routable = routable
+        self._on_delivered = on_delivered
+        self._wake = wake
         self._waiting: list[tuple[NewLetter, Deferred[Registered]]] = []
         self._busy = False
 
@@ -460,10 +595,12 @@ class Registrar:
         self._busy = True
         work = Deferred.fromCoroutine(
             self._db.run(
-                thd_register_many,
+                thd_register_and_deliver,
                 [new for new, _ in batch],
                 node_id=self._node_id,
                 routable=self._routable,
+                # Every letter of the batch was created by now: all are due.
+                now=self._clock.seconds(),
             )
         )
         work.addBoth(self._done, [done for _, done in batch])
@@ -476,8 +613,20 @@ class Registrar:
             for done in waiting:
                 done.errback(outcome)
             return
-        assert isinstance(outcome, list)
-        for result, done in zip(outcome, waiting, strict=True):
+        assert isinstance(outcome, tuple)
+        registered, delivered = outcome
+        if isinstance(delivered, Exception):
+            self._log.failure(
+                "delivery with the registration failed; the delivery worker will retry",
+                Failure(delivered),
+            )
+            self._wake()
+        else:
+            if delivered:
+                self._on_delivered(delivered)
+            if len(delivered) >= DELIVER_LIMIT:
+                self._wake()  # more may be due
+        for result, done in zip(registered, waiting, strict=True):
             if isinstance(result, Exception):
                 done.errback(Failure(result))
             else:
