@@ -42,21 +42,21 @@ def thd_append_many(conn: Connection, entries: Sequence[Entry]) -> list[int]:
     """
     if not entries:
         return []
-    head = sql.run(
+    head = sql.rows(
         conn,
         "UPDATE audit_head SET last_id = last_id + :count WHERE one = 1"
         " RETURNING last_id, last_hash",
         {"count": len(entries)},
-    ).first()
-    if head is None:
-        sql.run(
+    )
+    if not head:
+        sql.rows(
             conn,
             "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, :last_id, :last_hash)",
             {"last_id": len(entries), "last_hash": GENESIS},
         )
         last_id, prev_hash = len(entries), GENESIS
     else:
-        last_id, prev_hash = int(head.last_id), str(head.last_hash)
+        last_id, prev_hash = int(head[0][0]), str(head[0][1])
     rows: list[dict[str, object]] = []
     for offset, entry in enumerate(entries):
         record_id = last_id - len(entries) + 1 + offset
@@ -78,7 +78,7 @@ def thd_append_many(conn: Connection, entries: Sequence[Entry]) -> list[int]:
         )
         prev_hash = digest
     bulk_insert(conn, audit, rows)
-    sql.run(
+    sql.rows(
         conn, "UPDATE audit_head SET last_hash = :last_hash WHERE one = 1", {"last_hash": prev_hash}
     )
     return list(range(last_id - len(entries) + 1, last_id + 1))

@@ -141,4 +141,4 @@ def thd_known_codes(conn: Connection, codes: set[str]) -> set[str]:
     """Which of `codes` are agencies in this node's directory (a hot path: plain SQL)."""
     listed, params = sql.in_list("code", sorted(codes))
     statement = f"SELECT code FROM agencies WHERE code IN {listed}"  # noqa: S608 - placeholders
-    return set(sql.run(conn, statement, params).scalars())
+    return {code for (code,) in sql.rows(conn, statement, params)}

@@ -70,18 +70,18 @@ class Registered:
 
 def thd_take_numbers(conn: Connection, year: int, count: int) -> int:
     """Reserve `count` sequence numbers of `year`; returns the last one."""
-    sql.run(
+    sql.rows(
         conn,
         'INSERT INTO number_sequences (year, "last") VALUES (:year, 0)'
         " ON CONFLICT (year) DO NOTHING",
         {"year": year},
     )
-    taken = sql.run(
+    ((taken,),) = sql.rows(
         conn,
         'UPDATE number_sequences SET "last" = "last" + :count WHERE year = :year RETURNING "last"',
         {"year": year, "count": count},
     )
-    return int(taken.scalar_one())
+    return int(taken)
 
 
 def thd_next_number(conn: Connection, node_id: str, at: float) -> tuple[int, int, str]:
