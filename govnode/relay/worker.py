@@ -1,8 +1,11 @@
-"""The delivery worker: moves queued recipients on (local inboxes today; peers with federation).
+"""The delivery worker: moves queued recipients on: to local inboxes, to peers, and
+status notices back to letters' origin nodes.
 
-Woken at once when letters are registered, and every `interval` seconds in
-any case (after a restart, for retries that fall due). Each run delivers in
-batches through the database writer until nothing due is left.
+Plain local letters are delivered by the transaction that registers them;
+the worker is woken for letters to other nodes, for what arrives from peers,
+after a failed delivery, and runs every `interval` seconds in any case
+(after a restart, for retries that fall due). Each run works in batches
+through the database writer until nothing due is left.
 """
 
 from __future__ import annotations
