@@ -19,12 +19,14 @@ import multiprocessing
 import os
 import platform
 import random
+import shutil
 import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from govnode.domain.agency import Agency
 from govnode.testing.client import AgencyClient
 from govnode.testing.demo_data import demo_file, load_agencies
 from govnode.testing.home import ClientFiles, configure, enroll, init_home, sync_directory
@@ -166,6 +168,31 @@ def _drive(
     return results, load_cpu
 
 
+def fresh_province(out: Path) -> tuple[list[Agency], Slapd]:
+    """An empty `out`, and a started slapd seeded with the demo province's agencies."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    agencies = load_agencies(demo_file("agencies.csv"))
+    slapd = Slapd(out / "ldap")
+    slapd.seed(agencies, users=DEMO_USERS)
+    slapd.start()
+    return agencies, slapd
+
+
+def logged_in_specs(
+    api_url: str, codes: list[str], files: dict[str, ClientFiles]
+) -> list[tuple[str, str, str, str, str]]:
+    """(code, ca, cert, key, token) of each agency, logged in: what the load processes use."""
+    specs = []
+    for code in codes:
+        f = files[code]
+        with AgencyClient(api_url, f.ca, f.cert, f.key) as client:
+            assert client.login(code, f"demo-{code}").status == 200
+            specs.append((code, str(f.ca), str(f.cert), str(f.key), str(client.token)))
+    return specs
+
+
 def _inbox_latency(database: Path, since: float) -> list[float]:
     with sqlite3.connect(database) as db:
         rows = db.execute(
@@ -223,15 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = args.out.absolute()
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    agencies = load_agencies(demo_file("agencies.csv"))
-    slapd = Slapd(out / "ldap")
-    slapd.seed(agencies, users=DEMO_USERS)
-    slapd.start()
+    agencies, slapd = fresh_province(out)
     node = None
     try:
         home = out / "node"
@@ -243,13 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         codes = [a.code for a in agencies if a.phase in (1, 2)][: args.clients]
         files: dict[str, ClientFiles] = enroll(config, codes, out / "clients")
         node = NodeProcess(home, log_path=out / "node.log").start()
-        specs = []
-        for code in codes:
-            f = files[code]
-            client = AgencyClient(node.api_url, f.ca, f.cert, f.key)
-            assert client.login(code, f"demo-{code}").status == 200
-            specs.append((code, str(f.ca), str(f.cert), str(f.key), str(client.token)))
-            client.close()
+        specs = logged_in_specs(node.api_url, codes, files)
         # Warm up (connections, caches), then measure.
         _drive(node.api_url, specs, args.processes, 2.0, None)
         cpu_before, wall_before = _node_cpu_seconds(node.pid), time.time()

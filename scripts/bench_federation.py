@@ -16,10 +16,16 @@ import sqlite3
 import time
 from pathlib import Path
 
-from bench import _drive, _node_cpu_seconds, _node_pids, _peak_rss_mb, _percentile
+from bench import (
+    _drive,
+    _node_cpu_seconds,
+    _node_pids,
+    _peak_rss_mb,
+    _percentile,
+    fresh_province,
+    logged_in_specs,
+)
 
-from govnode.testing.client import AgencyClient
-from govnode.testing.demo_data import demo_file, load_agencies
 from govnode.testing.home import (
     add_peer,
     configure,
@@ -30,8 +36,6 @@ from govnode.testing.home import (
     sync_directory,
 )
 from govnode.testing.process import NodeProcess
-from govnode.testing.pytest_plugin import DEMO_USERS
-from govnode.testing.slapd import Slapd
 
 DRAIN_LIMIT = 300.0  # seconds to wait for the relay to deliver what kb accepted
 
@@ -104,15 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = args.out.absolute()
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    agencies = load_agencies(demo_file("agencies.csv"))
-    slapd = Slapd(out / "ldap")
-    slapd.seed(agencies, users=DEMO_USERS)
-    slapd.start()
+    agencies, slapd = fresh_province(out)
     running: list[NodeProcess] = []
     try:
         ports = {"kb": free_port(), "center": free_port()}
@@ -131,12 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         for node in ("center", "kb"):
             running.append(NodeProcess(homes[node], log_path=out / f"{node}.log").start())
         center, kb = running
-        specs = []
-        for code in codes:
-            f = files[code]
-            with AgencyClient(kb.api_url, f.ca, f.cert, f.key) as client:
-                assert client.login(code, f"demo-{code}").status == 200
-                specs.append((code, str(f.ca), str(f.cert), str(f.key), str(client.token)))
+        specs = logged_in_specs(kb.api_url, codes, files)
         center_db = configs["center"].node.data_dir / "govnode.db"
         flood = _phase(kb, center_db, specs, args.processes, args.seconds, None)
         paced = _phase(kb, center_db, specs, args.processes, args.seconds, args.rate)
