@@ -26,11 +26,18 @@ from govnode.api.federation import FederationApi
 from govnode.api.hub import EventHub
 from govnode.api.limits import limited_request
 from govnode.api.metrics import Metrics
+from govnode.api.plugin_routes import PluginSupport
 from govnode.api.resource import AcyclicKleinResource
 from govnode.config.model import Config, Endpoint
 from govnode.directory.errors import DirectoryUnavailable
 from govnode.directory.ldap import LdapDirectory
+from govnode.domain.letters import Submission
 from govnode.domain.routing import RoutingTable
+from govnode.hooks.api import NodeApi
+from govnode.hooks.events import EventDispatcher
+from govnode.hooks.lifecycle import PluginLifecycle
+from govnode.hooks.manager import Plugins, load_plugins
+from govnode.hooks.routing import route_override
 from govnode.pki import signing
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.ca import certificate_not_after
@@ -170,8 +177,11 @@ class Node(MultiService):
         reactor: Any,
         clock: IReactorTime | None = None,
         secondary: bool = False,
+        plugins: Plugins | None = None,
     ) -> None:
-        """`secondary`: run as a secondary process on the primary's API socket."""
+        """`secondary`: run as a secondary process on the primary's API socket;
+        `plugins`: the loaded plugins (loaded here from the config when not given;
+        PluginError or ConfigError when one cannot be used)."""
         super().__init__()
         self.config = config
         self.primary = not secondary
@@ -204,11 +214,32 @@ class Node(MultiService):
         self._sign = signing.signer(self.authority.signing_key())
         self.blobs = BlobStore(config.node.data_dir / "attachments")
         self.hub = EventHub()
+        self.plugins = plugins if plugins is not None else load_plugins(config)
+        self.plugin_api = NodeApi(
+            config=config,
+            db=self.db,
+            plugins=self.plugins,
+            reactor=reactor,
+            clock=self.clock,
+            registry=self.metrics.registry,
+            primary=self.primary,
+            routable=lambda node: self.routing.routable(node),
+            on_registered=self._plugin_letter_registered,
+            on_delivered=lambda done: self._delivered(done),
+            wake=lambda: self.worker.wake(),
+            on_read=lambda sender: self.hub.notify([sender]),
+            count_error=self.metrics.count_plugin_error,
+        )
         self.routing = RoutingTable(
             local=config.node.id,
             routes=config.federation.routes,
             default=config.federation.default_route,
+            override=route_override(
+                self.plugins, self.plugin_api, peers=[peer.id for peer in config.peers]
+            ),
         )
+        plugin_support = PluginSupport(self.plugins, self.plugin_api)
+        plugin_support.collect_routes()
         self.worker = DeliveryWorker(
             self.db,
             node_id=config.node.id,
@@ -231,6 +262,7 @@ class Node(MultiService):
             on_delivered=self._delivered,
             hub=self.hub,
             routable=self.routing.routable,
+            plugins=plugin_support,
         )
         admin_api = AdminApi(
             checks={"database": self._check_database, "ldap": self.directory.ping},
@@ -255,6 +287,12 @@ class Node(MultiService):
                 "event stream wake-ups", EVENT_POLL_INTERVAL, self._wake_streams, self.clock
             ).setServiceParent(self)
         self.worker.setServiceParent(self)
+        self.plugin_lifecycle = PluginLifecycle(self.plugins, self.plugin_api)
+        self.plugin_lifecycle.setServiceParent(self)
+        if self.primary and self.plugins.implementers("govnode_letter_event"):
+            EventDispatcher(
+                db=self.db, plugins=self.plugins, api=self.plugin_api, clock=self.clock
+            ).setServiceParent(self)
         # Say "govnode", not which Twisted release answers.
         server.version = b"govnode"
         agency_site = _QuietSite(
@@ -379,7 +417,9 @@ class Node(MultiService):
         return stop_all(users).addCallback(lambda _: stop_all(pools))
 
     async def ready(self) -> tuple[str, str]:
-        """The URLs of the agency API and the admin listener, once both listen."""
+        """The URLs of the agency API and the admin listener, once both listen
+        (and the plugins started: their failure is the node's)."""
+        await self.plugin_lifecycle.started
         api_port = await self.api_listener.listening
         if self.admin_listener is None:
             return _url("https", self.config.listen.api, api_port), ""
@@ -485,6 +525,13 @@ class Node(MultiService):
         removed = await self._in_thread(lambda: self.blobs.remove_orphans(referenced))
         if removed:
             self._log.info("removed {count} orphaned attachment files", count=removed)
+
+    def _plugin_letter_registered(self, submission: Submission, sender: str) -> None:
+        """A plugin sent a letter: what the API does after a registration."""
+        self.metrics.letters_registered.inc()
+        if any(r.address.node != self.config.node.id for r in submission.recipients):
+            self.worker.wake()
+        self.hub.notify([sender, *(str(r.address) for r in submission.recipients)])
 
     def _delivered(self, done: list[Delivered]) -> None:
         results = Counter(item.status for item in done)

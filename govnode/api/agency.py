@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.web.iweb import IRequest
 
 from govnode.api.base import (
@@ -17,11 +19,13 @@ from govnode.api.base import (
 from govnode.api.errors import invalid_field, not_found
 from govnode.api.events import EventRoutes
 from govnode.api.openapi import openapi_document
+from govnode.api.plugin_routes import METHODS
 from govnode.domain.address import Address, InvalidAddress
 from govnode.domain.calendar import rfc3339
 from govnode.domain.folding import fold
+from govnode.domain.plugins import Caller
 from govnode.store import directory, peer_directory
-from govnode.store.records import DirectoryQuery
+from govnode.store.records import AgencyRecord, DirectoryQuery
 
 
 class AgencyApi(EventRoutes):
@@ -84,8 +88,12 @@ class AgencyApi(EventRoutes):
         return json_answer(
             request,
             200,
-            {"agencies": [agency_json(r, self._node_id) for r in records], "total": total},
+            {"agencies": [self._entry(r) for r in records], "total": total},
         )
+
+    def _entry(self, record: AgencyRecord, *, detail: bool = False) -> dict[str, Any]:
+        answer = agency_json(record, self._node_id, detail=detail)
+        return answer if self._plugins is None else self._plugins.enrich(record, answer)
 
     @app.route("/api/v1/directory/<string:code>", methods=["GET"])
     async def lookup(self, request: IRequest, code: str) -> bytes:
@@ -102,4 +110,26 @@ class AgencyApi(EventRoutes):
         record = await self._db.read(directory.thd_get, address.code, now=self._clock.seconds())
         if record is None:
             raise not_found(f"no agency {address}")
-        return json_answer(request, 200, agency_json(record, self._node_id, detail=True))
+        return json_answer(request, 200, self._entry(record, detail=True))
+
+    @app.route("/api/v1/x/<string:plugin>/<path:rest>", methods=list(METHODS))
+    async def plugin_route(self, request: IRequest, plugin: str, rest: str) -> bytes:
+        """A route a plugin added, for an authenticated caller only."""
+        _, agency, user = await self.caller_user(request)
+        if self._plugins is None:
+            raise not_found("no such endpoint")
+        method = (request.method or b"GET").decode("ascii", "replace").upper()
+        route, params = self._plugins.find(plugin, method, rest)
+        body = None
+        content = request.content
+        if method in ("POST", "PUT", "PATCH") and content is not None and content.read(1):
+            content.seek(0)
+            body = read_json_object(request)
+        caller = Caller(agency=agency, user=user, address=f"{agency}@{self._node_id}")
+        status, headers, content = await self._plugins.answer(
+            request, plugin, route, params, caller=caller, path=rest, body=body
+        )
+        request.setResponseCode(status)
+        for name, value in headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+        return content

@@ -31,6 +31,7 @@ from govnode.api.errors import (
 )
 from govnode.api.hub import EventHub
 from govnode.api.metrics import Metrics
+from govnode.api.plugin_routes import PluginSupport
 from govnode.config.model import LimitsSection
 from govnode.directory.errors import DirectoryUnavailable
 from govnode.pki.identity import agency_code_from_certificate
@@ -150,9 +151,11 @@ class ApiBase:
         on_change: Callable[[], None] = lambda: None,
         on_delivered: Callable[[list[Delivered]], None] = lambda _done: None,
         routable: Callable[[str], bool] = lambda _node: False,
+        plugins: PluginSupport | None = None,
     ) -> None:
         """`routable(node)`: whether letters for another node have a way there;
-        `on_delivered`: letters put into inboxes with their registration."""
+        `on_delivered`: letters put into inboxes with their registration;
+        `plugins`: the enabled plugins' routes, policies and directory additions."""
         self._node_id = node_id
         self._db = db
         self._auth = authenticator
@@ -163,6 +166,7 @@ class ApiBase:
         self._reactor = reactor
         self._on_change = on_change  # letters for other nodes: wake the delivery worker
         self._hub = hub
+        self._plugins = plugins
         self._registrar = Registrar(
             db,
             node_id=node_id,

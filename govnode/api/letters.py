@@ -123,6 +123,7 @@ def letter_json(view: mailbox.LetterView) -> dict[str, Any]:
         "priority": view.priority,
         "classification": view.classification,
         "in_reply_to": view.in_reply_to,
+        "reply_by": _time(view.reply_by),
         "attachments": [
             {
                 "filename": a.filename,
@@ -228,10 +229,13 @@ class LetterRoutes(ApiBase):
             if exc.too_large:
                 raise ApiError(413, "too_large", exc.message, field=exc.field) from None
             raise invalid_field(exc.field, exc.message) from None
+        sender = f"{agency}@{self._node_id}"
+        if self._plugins is not None:
+            submission = await self._plugins.policy(sender, user, submission)
         now = self._clock.seconds()
         new = NewLetter(
             id=new_ulid(int(now * 1000)),
-            sender=f"{agency}@{self._node_id}",
+            sender=sender,
             user=user,
             submission=submission,
             attachments=stored,

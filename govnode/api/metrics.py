@@ -90,6 +90,16 @@ class Metrics:
             multiprocess_mode="mostrecent",
         )
 
+        self.plugin_hook_errors = Counter(
+            "govnode_plugin_hook_errors",
+            "Failures of plugins (hooks, routes, scheduled work), by plugin and hook",
+            ["plugin", "hook"],
+            registry=self.registry,
+        )
+
+    def count_plugin_error(self, plugin: str, hook: str) -> None:
+        self.plugin_hook_errors.labels(plugin=plugin, hook=hook).inc()
+
     def observe_ldap(self, operation: str, seconds: float) -> None:
         self.ldap_seconds.labels(operation=operation).observe(seconds)
 

@@ -143,6 +143,11 @@ _SCHEMAS: dict[str, Any] = {
                 "enum": ["normal", "restricted", "confidential", "secret"],
             },
             "in_reply_to": {"type": ["string", "null"]},
+            "reply_by": {
+                "type": ["string", "null"],
+                "description": "when an answer is due: 2026-12-01, 1405/09/10 (Jalali) "
+                "or an RFC 3339 time",
+            },
             "attachments": {
                 "type": "array",
                 "maxItems": 20,
@@ -196,6 +201,7 @@ _SCHEMAS: dict[str, Any] = {
             "priority": {"type": "string"},
             "classification": {"type": "string"},
             "in_reply_to": {"type": ["string", "null"]},
+            "reply_by": {"type": ["string", "null"]},
             "status": {"type": "string"},
             "created_at": _TIME,
             "created_at_jalali": {"type": "string"},
@@ -364,6 +370,23 @@ _PATHS: dict[str, Any] = {
                 **_errors(400, 401, 403, 503),
             },
         }
+    },
+    "/api/v1/x/{plugin}/{rest}": {
+        method: {
+            "summary": "A route an enabled plugin adds (docs/plugins.md); 404 when none",
+            "parameters": [
+                {"name": "plugin", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "rest", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "What the plugin answers (JSON unless it says otherwise)",
+                    "content": {"application/json": {"schema": {}}},
+                },
+                **_errors(400, 401, 403, 404, 405, 409, 422, 429, 500, 503),
+            },
+        }
+        for method in ("get", "post", "put", "patch", "delete")
     },
     "/api/v1/outbox": {
         "get": {

@@ -15,12 +15,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.cli.output import aligned, print_json
+from govnode.cli.plugins import check_enrollment
 from govnode.config import CONFIG_NAME, Config, ConfigError, load_config, parse_config
 from govnode.config.template import InitValues, render_config
 from govnode.directory.errors import DirectoryUnavailable
 from govnode.directory.ldap import LdapDirectory
 from govnode.domain.agency import AgencyStatus, is_agency_code, is_node_id
 from govnode.domain.routing import RoutingTable
+from govnode.hooks.errors import PluginError
+from govnode.hooks.manager import load_plugins
 from govnode.pki import ca, signing
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.errors import PkiError
@@ -297,6 +300,7 @@ def agency_enroll(args: argparse.Namespace) -> int:
             "use --force to issue a new one and revoke the old",
             EXIT_PROBLEM,
         )
+    check_enrollment(args.home, record)  # the plugins may refuse, with their reason
     if (out / "key.pem").exists() and not args.force:
         raise CliError(f"{out / 'key.pem'} exists; refusing to overwrite (use --force)")
     # The folder must be usable before a certificate is recorded: a certificate
@@ -688,7 +692,11 @@ def serve(args: argparse.Namespace) -> int:
 
     config = _load(args.home)
     _database(config)  # refuses an old schema before anything listens
-    return run_node(config, home=args.home, secondary_of=args.secondary_of)
+    try:
+        plugins = load_plugins(config)  # a plugin that cannot be used stops start-up
+    except (PluginError, ConfigError) as exc:
+        raise CliError(str(exc), EXIT_PROBLEM) from None
+    return run_node(config, home=args.home, secondary_of=args.secondary_of, plugins=plugins)
 
 
 def audit_verify(args: argparse.Namespace) -> int:

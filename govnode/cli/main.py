@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from govnode.cli import client, commands, peer_admin, queue_admin
+from govnode.cli import client, commands, peer_admin, plugins, queue_admin
 from govnode.cli.errors import EXIT_PROBLEM, CliError
+from govnode.hooks.manager import Plugins
 from govnode.pki.errors import PkiError
 from govnode.store.database import DatabaseUnavailable
 
@@ -26,7 +27,16 @@ def _days(text: str) -> int:
     return days
 
 
-def _parser() -> argparse.ArgumentParser:
+def _home_of(argv: Sequence[str] | None) -> Path:
+    """The --home of a command line, before the whole line can be parsed."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--home", type=Path, default=None)
+    known, _ = early.parse_known_args(argv)
+    return Path(known.home or os.environ.get("GOVNODE_HOME") or DEFAULT_HOME)
+
+
+def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
+    """The command line; `loaded`: the home's plugins, which add commands of their own."""
     parser = argparse.ArgumentParser(
         prog="govnode", description="govnode: the central server of a government network"
     )
@@ -166,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     client.add_parser(sub)
+    plugins.add_commands(sub, loaded)
 
     db = sub.add_parser("db", help="the database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -174,7 +185,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        found = plugins.load_for_cli(_home_of(argv))
+    except CliError as exc:
+        print(f"govnode: {exc}", file=sys.stderr)
+        return exc.exit_code
+    args = _parser(found[1] if found else None).parse_args(argv)
     try:
         code: int = args.run(args)
     except CliError as exc:

@@ -20,6 +20,8 @@ from twisted.logger import (
 )
 
 from govnode.config import Config
+from govnode.hooks.errors import PluginError
+from govnode.hooks.manager import Plugins
 from govnode.locks import AlreadyHeld, hold
 from govnode.processes import (
     SECONDARY_READY,
@@ -32,7 +34,9 @@ from govnode.processes import (
 _log = Logger()
 
 
-def serve(config: Config, *, home: Path, secondary_of: int | None = None) -> int:
+def serve(
+    config: Config, *, home: Path, secondary_of: int | None = None, plugins: Plugins | None = None
+) -> int:
     """Run the node until SIGTERM; with `listen.processes` > 1, the primary of several.
 
     `secondary_of`: this process is a secondary that this primary process started.
@@ -65,7 +69,11 @@ def serve(config: Config, *, home: Path, secondary_of: int | None = None) -> int
 
     from govnode.node import Node
 
-    node = Node(config, reactor=reactor, secondary=secondary_of is not None)
+    try:
+        node = Node(config, reactor=reactor, secondary=secondary_of is not None, plugins=plugins)
+    except PluginError as exc:  # a plugin's routes do not fit
+        print(f"govnode: {exc}", file=sys.stderr)
+        return 1
     secondaries: Secondaries | None = None
     outcome = {"code": 0}
 

@@ -116,6 +116,10 @@ class _Section:
                 raise self.error(name, "is not a known setting (misspelled?)")
 
 
+Section = _Section
+"""A table of the file with typed, checked reads (plugins' settings build on it)."""
+
+
 def _endpoint(section: _Section, name: str, default: str) -> Endpoint:
     text = section.string(name, default)
     host, sep, port = text.rpartition(":")

@@ -7,7 +7,7 @@ registered, in Tehran; it turns at local midnight of Farvardin 1 (Nowruz).
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import jdatetime
@@ -52,3 +52,48 @@ def _rfc3339_second(second: int) -> str:
 def registration_number(node_id: str, year: int, sequence: int) -> str:
     """`KB-1405-000123`: node, Jalali year, per-node sequence restarting each year."""
     return f"{node_id.upper()}-{year}-{sequence:06d}"
+
+
+class BadDate(ValueError):
+    """Text that is no date of either calendar, or no time with a zone."""
+
+
+def parse_day(text: str) -> date:
+    """A calendar day: `1405/09/03` (Jalali, `/`) or `2026-11-24` (Gregorian, `-`).
+
+    Offices write Jalali dates; forms and other systems send ISO dates. The
+    separator says which calendar is meant, so `1405-09-03` is not guessed at.
+    """
+    value = text.strip()
+    try:
+        if "/" in value:
+            year, month, day = (int(part) for part in value.split("/"))
+            return jdatetime.date(year, month, day).togregorian()  # type: ignore[no-any-return]
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadDate(
+            f"{text!r} is not a date: write 1405/09/03 (Jalali) or 2026-11-24 (Gregorian)"
+        ) from None
+
+
+def day_start(day: date) -> float:
+    """The first second of `day` in Tehran, as a timestamp."""
+    return datetime.combine(day, time(0, 0), TEHRAN).timestamp()
+
+
+def parse_deadline(text: str) -> float:
+    """A deadline: a day (its end in Tehran) or an RFC 3339 time with its zone."""
+    if "T" not in text:
+        return day_start(parse_day(text) + timedelta(days=1)) - 1
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadDate(f"{text!r} is not an RFC 3339 time such as 2026-12-01T12:00:00Z") from None
+    if moment.tzinfo is None:
+        raise BadDate(f"{text!r} has no time zone (end it with Z or +03:30)")
+    return moment.timestamp()
+
+
+def jalali_day(seconds: float) -> str:
+    """`1405/09/03`: the Jalali day in Tehran."""
+    return str(_jalali(int(seconds)).strftime("%Y/%m/%d"))

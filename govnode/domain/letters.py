@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from govnode.domain.address import Address, InvalidAddress
+from govnode.domain.calendar import BadDate, parse_deadline
 from govnode.domain.ids import is_ulid
 
 MAX_RECIPIENTS = 100
@@ -34,6 +35,7 @@ _FIELDS = {
     "classification",
     "in_reply_to",
     "attachments",
+    "reply_by",
 }
 
 
@@ -85,6 +87,7 @@ class Submission:
     in_reply_to: str | None
     attachments: tuple[AttachmentInput, ...]
     request_hash: str  # for Idempotency-Key: the same key must come with the same body
+    reply_by: float | None = None  # when an answer is due (reports count the overdue)
 
 
 def request_hash(document: Mapping[str, Any]) -> str:
@@ -226,4 +229,16 @@ def parse_submission(
         in_reply_to=in_reply_to,
         attachments=_attachments(document, max_attachment_bytes),
         request_hash=request_hash(document) if with_hash else "",
+        reply_by=_deadline(document.get("reply_by")),
     )
+
+
+def _deadline(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise LetterInvalid("reply_by", "reply_by must be a date or time string, or null")
+    try:
+        return parse_deadline(value)
+    except BadDate as exc:
+        raise LetterInvalid("reply_by", f"reply_by: {exc}") from None

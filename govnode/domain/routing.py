@@ -8,7 +8,7 @@ Loops are stopped by the envelope's hop list (`Envelope.forwarded_by`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -21,12 +21,16 @@ class RoutingTable:
     local: str
     routes: Mapping[str, str] = field(default_factory=dict)  # destination -> next hop
     default: str | None = None
+    # A plugin's say (govnode_route): a next hop, or None to leave it to the table.
+    override: Callable[[str], str | None] | None = None
 
     def next_hop(self, destination: str) -> str | None:
         """The peer to hand a letter for `destination` to; None means deliver here."""
         if destination == self.local:
             return None
-        hop = self.routes.get(destination, self.default)
+        hop = self.override(destination) if self.override is not None else None
+        if hop is None:
+            hop = self.routes.get(destination, self.default)
         if hop is None or hop == self.local:
             raise NoRoute(f"no route to node {destination!r}")
         return hop

@@ -81,8 +81,16 @@ class NodeAuthority:
             read_pem(self.tls.ca_key, "the node CA private key"),
         )
 
-    def enroll(self, code: str, *, now: datetime, valid_days: int | None = None) -> ca.Issued:
-        """Issue a client certificate for `code` and record it (the caller checks the code)."""
+    def enroll(
+        self,
+        code: str,
+        *,
+        now: datetime,
+        valid_days: int | None = None,
+        csr_pem: bytes | None = None,
+    ) -> ca.Issued:
+        """Issue a client certificate for `code` and record it (the caller checks the code);
+        for the key of `csr_pem` when given."""
         ca_cert, ca_key = self._ca()
         issued = ca.issue_agency_certificate(
             ca_cert,
@@ -91,6 +99,7 @@ class NodeAuthority:
             node_id=self.node_id,
             now=now,
             valid_days=self.tls.agency_cert_days if valid_days is None else valid_days,
+            csr_pem=csr_pem,
         )
         self.db.run_sync(_record_enrollment, issued, code, now=_timestamp(now))
         return issued

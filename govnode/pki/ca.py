@@ -21,6 +21,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -185,8 +186,13 @@ def issue_agency_certificate(
     node_id: str,
     now: datetime,
     valid_days: int = 730,
+    csr_pem: bytes | None = None,
 ) -> Issued:
     """Issue the client certificate of agency ``code`` (clientAuth only).
+
+    With ``csr_pem`` the certificate is for the request's key, which stays
+    with whoever made it (``Issued.key_pem`` is then empty); the request's
+    subject is ignored: the node names the agency itself.
 
     The identity the node trusts is the SAN URI ``urn:govnode:agency:code@node``
     (``identity.agency_code_from_certificate``); CN repeats it for humans and
@@ -199,7 +205,12 @@ def issue_agency_certificate(
     start = _utc(now)
     _check_days(valid_days)
     address = f"{code}@{node_id}"
-    key = ec.generate_private_key(ec.SECP256R1())
+    key: ec.EllipticCurvePrivateKey | None = None
+    if csr_pem is None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        public_key: Any = key.public_key()
+    else:
+        public_key = requested_key(csr_pem)
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, address),
@@ -211,11 +222,32 @@ def issue_agency_certificate(
         [x509.UniformResourceIdentifier(f"{AGENCY_URI_PREFIX}{address}")]
     )
     builder = (
-        _leaf_builder(ca_cert, subject, key.public_key(), start, valid_days)
+        _leaf_builder(ca_cert, subject, public_key, start, valid_days)
         .add_extension(san, critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     )
     return _issued(builder.sign(ca_key, hashes.SHA256()), key)
+
+
+def requested_key(csr_pem: bytes) -> Any:
+    """The public key of a certificate signing request, once its signature and key
+    are checked (EC P-256/P-384 or RSA of at least 2048 bits)."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError:
+        raise PkiError("not a PEM certificate signing request") from None
+    if not csr.is_signature_valid:
+        raise PkiError("the certificate signing request's signature does not verify")
+    key = csr.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in ("secp256r1", "secp384r1"):
+            raise PkiError(f"EC key on curve {key.curve.name}; use P-256 or P-384")
+    elif isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise PkiError(f"RSA key of {key.key_size} bits; at least 2048 are needed")
+    else:
+        raise PkiError("the request's key must be EC (P-256, P-384) or RSA")
+    return key
 
 
 def build_crl(
@@ -400,10 +432,12 @@ def _serial() -> int:
             return serial
 
 
-def _issued(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Issued:
+def _issued(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None) -> Issued:
     return Issued(
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
+        key_pem=b""
+        if key is None
+        else key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),

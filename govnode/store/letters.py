@@ -281,6 +281,7 @@ class _Rows:
                 "priority": str(submission.priority),
                 "classification": str(submission.classification),
                 "in_reply_to": submission.in_reply_to,
+                "reply_by": submission.reply_by,
                 "created_at": new.created_at,
                 "idempotency_key": new.idempotency_key,
                 "request_hash": submission.request_hash if new.idempotency_key else None,

@@ -56,6 +56,7 @@ class LetterView:
     created_at: float
     status: str
     recipients: list[RecipientView]
+    reply_by: float | None
     attachments: list[AttachmentView]
 
 
@@ -148,6 +149,7 @@ def thd_letter(conn: Connection, letter_id: str, viewer: str) -> LetterView | No
         status=letter_status([RecipientStatus(r.status) for r in listed]),
         recipients=listed,
         attachments=files,
+        reply_by=row.reply_by,
     )
 
 
@@ -241,11 +243,18 @@ def thd_outbox(
 
 
 def thd_mark_read(
-    conn: Connection, letter_id: str, address: str, *, now: float, node_id: str
+    conn: Connection,
+    letter_id: str,
+    address: str,
+    *,
+    now: float,
+    node_id: str,
+    on_behalf_by: str | None = None,
 ) -> tuple[RecipientView, str] | None:
     """Mark read for `address` (idempotent): its recipient entry and the letter's sender.
 
-    None when `address` never received the letter.
+    None when `address` never received the letter. `on_behalf_by`: the address
+    that read it for `address` (a parent agency, through a plugin), audited as such.
     """
     row = conn.execute(
         select(recipients, letters.c.sender)
@@ -272,11 +281,17 @@ def thd_mark_read(
                 address=address,
                 status=status,
                 node=node_id,
-                detail="read",
+                detail="read" if on_behalf_by is None else f"read by {on_behalf_by} on its behalf",
                 at=now,
             )
         )
-        audit.thd_append(conn, "letter.read", actor=address, subject=letter_id, at=now)
+        audit.thd_append(
+            conn,
+            "letter.read",
+            actor=address if on_behalf_by is None else f"{on_behalf_by} for {address}",
+            subject=letter_id,
+            at=now,
+        )
         notices.thd_tell_origin(
             conn,
             letter_id=letter_id,

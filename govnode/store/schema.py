@@ -109,6 +109,7 @@ letters = Table(
     Column("priority", String(16), nullable=False),
     Column("classification", String(16), nullable=False),
     Column("in_reply_to", String(26), nullable=True),
+    Column("reply_by", Float, nullable=True),  # when an answer is due (a plugin's reports)
     Column("created_at", Float, nullable=False),
     Column("idempotency_key", String(128), nullable=True),
     Column("request_hash", String(64), nullable=True),
@@ -270,4 +271,16 @@ peer_agencies = Table(
     Column("parent", String(32), nullable=True),
     Column("county", String(64), nullable=True),
     Column("status", String(16), nullable=False),
+)
+
+# -- plugins (revision 0006) -----------------------------------------------------
+
+plugin_data = Table(
+    "plugin_data",
+    metadata,
+    # Each plugin's own records (NodeApi.store): JSON values under keys it chooses.
+    Column("plugin", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Column("updated_at", Float, nullable=False),
 )

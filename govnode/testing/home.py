@@ -7,7 +7,7 @@ import io
 import json
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,3 +164,54 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):  # a date: a TOML local date
+        return str(value.isoformat())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def _toml_tables(prefix: str, table: Mapping[str, object]) -> list[str]:
+    lines = [f"[{prefix}]"]
+    inner = []
+    for key, value in table.items():
+        name = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+        if isinstance(value, Mapping):
+            inner.append((f"{prefix}.{name}", value))
+        else:
+            lines.append(f"{name} = {_toml_value(value)}")
+    for inner_prefix, inner_table in inner:
+        lines.extend(["", *_toml_tables(inner_prefix, inner_table)])
+    return lines
+
+
+def enable_plugins(home: Path, plugins: Mapping[str, Mapping[str, object]]) -> Config:
+    """Enable `plugins` (name → its `[plugins.<name>]` settings) in a home's config.
+
+    For plugin tests: `enable_plugins(home, {"rollout": {"phases": {"3": "1405/01/01"}}})`.
+    Replaces the plugins enabled before and their settings sections.
+    """
+    path = home / CONFIG_NAME
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r"(?ms)^\[plugins\.[^\]]+\].*?(?=^\[(?!plugins\.)|\Z)", "", text)
+    text, count = re.subn(
+        r"(?m)^enabled = .*$", f"enabled = {_toml_value(list(plugins))}", text, count=1
+    )
+    if count != 1:
+        raise KeyError(f"{path}: no plugins.enabled line")
+    sections = ["\n".join(_toml_tables(f"plugins.{name}", s)) for name, s in plugins.items() if s]
+    write_atomic(
+        path, (text.rstrip("\n") + "\n\n" + "\n\n".join(sections) + "\n").encode(), mode=0o640
+    )
+    return load_config(path)

@@ -5,12 +5,16 @@
 - `govnode_node`: that node running as a real `govnode serve` process (session).
 - `govnode_client`: a factory of HTTPS clients holding an agency's certificate.
 
+For a plugin's own tests: `make_plugin_node_home(root, govnode_slapd, {"name":
+{settings}})` makes a home with the plugin enabled, `NodeProcess(home.path)`
+runs it, and `client_for(home, node, "edu")` talks to it.
+
 Tests that stop or break these must use their own instances, not these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +23,14 @@ import pytest
 from govnode.config import Config
 from govnode.testing.client import AgencyClient
 from govnode.testing.demo_data import demo_file, load_agencies
-from govnode.testing.home import ClientFiles, configure, enroll, init_home, sync_directory
+from govnode.testing.home import (
+    ClientFiles,
+    configure,
+    enable_plugins,
+    enroll,
+    init_home,
+    sync_directory,
+)
 from govnode.testing.process import NodeProcess
 from govnode.testing.slapd import Slapd
 
@@ -54,6 +65,28 @@ def make_node_home(root: Path, slapd: Slapd, codes: tuple[str, ...] = ENROLLED) 
     sync_directory(config)
     clients = enroll(config, codes, root / "clients")
     return NodeHome(path=home, config=config, clients=clients)
+
+
+def make_plugin_node_home(
+    root: Path,
+    slapd: Slapd,
+    plugins: Mapping[str, Mapping[str, object]],
+    codes: tuple[str, ...] = ENROLLED,
+) -> NodeHome:
+    """A node home like `govnode_home`'s with `plugins` enabled (name → settings);
+    start it with `NodeProcess(home.path).start()`."""
+    made = make_node_home(root, slapd, codes)
+    config = enable_plugins(made.path, plugins)
+    return NodeHome(path=made.path, config=config, clients=made.clients)
+
+
+def client_for(home: NodeHome, node: NodeProcess, code: str | None) -> AgencyClient:
+    """A client of `node` holding `code`'s certificate (None: no certificate); close it."""
+    ca = home.config.tls.ca_cert
+    if code is None:
+        return AgencyClient(node.api_url, ca)
+    files = home.clients[code]
+    return AgencyClient(node.api_url, ca, files.cert, files.key)
 
 
 @pytest.fixture(scope="session")
