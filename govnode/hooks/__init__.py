@@ -6,7 +6,7 @@ Hooks are specified in `govnode.hooks.specs` (project `govnode`, entry-point
 group `govnode.plugins`); `docs/plugins.md` is the guide.
 """
 
-from govnode.domain.calendar import BadDate, jalali_day, jalali_text, parse_day
+from govnode.domain.calendar import BadDate, day_start, jalali_day, jalali_text, parse_day, rfc3339
 from govnode.domain.plugins import (
     LETTER_EVENTS,
     Caller,
@@ -64,9 +64,11 @@ __all__ = [
     "Registered",
     "Reply",
     "Route",
+    "day_start",
     "hookimpl",
     "hookspec",
     "jalali_day",
     "jalali_text",
     "parse_day",
+    "rfc3339",
 ]
