@@ -1,0 +1,1 @@
+"""The example govnode plugin: every hook once, as a template to copy."""
