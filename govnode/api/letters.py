@@ -230,6 +230,8 @@ class LetterRoutes(ApiBase):
                 raise ApiError(413, "too_large", exc.message, field=exc.field) from None
             raise invalid_field(exc.field, exc.message) from None
         sender = f"{agency}@{self._node_id}"
+        if submission.reply_by is not None and submission.reply_by < self._clock.seconds():
+            raise invalid_field("reply_by", "reply_by is in the past")
         if self._plugins is not None:
             submission = await self._plugins.policy(sender, user, submission)
         now = self._clock.seconds()

@@ -65,15 +65,20 @@ def parse_day(text: str) -> date:
     separator says which calendar is meant, so `1405-09-03` is not guessed at.
     """
     value = text.strip()
+    hint = "write 1405/09/03 (Jalali) or 2026-11-24 (Gregorian)"
     try:
         if "/" in value:
             year, month, day = (int(part) for part in value.split("/"))
-            return jdatetime.date(year, month, day).togregorian()  # type: ignore[no-any-return]
-        return date.fromisoformat(value)
+            found: date = jdatetime.date(year, month, day).togregorian()
+            wrong_era = year >= 1700
+        else:
+            found = date.fromisoformat(value)
+            wrong_era = found.year < 1700
     except ValueError:
-        raise BadDate(
-            f"{text!r} is not a date: write 1405/09/03 (Jalali) or 2026-11-24 (Gregorian)"
-        ) from None
+        raise BadDate(f"{text!r} is not a date: {hint}") from None
+    if wrong_era:  # 1405-09-03 or 2026/11/24: the other calendar was meant
+        raise BadDate(f"{text!r} mixes the calendars' forms: {hint}")
+    return found
 
 
 def day_start(day: date) -> float:

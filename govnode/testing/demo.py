@@ -27,6 +27,7 @@ from govnode.testing.demo_data import demo_file, load_agencies
 from govnode.testing.home import (
     add_peer,
     configure,
+    enable_plugins,
     enroll,
     free_port,
     init_home,
@@ -39,6 +40,10 @@ from govnode.testing.slapd import Slapd
 
 NODE_NAMES = {"kb": "استانداری کهگیلویه و بویراحمد", "center": "مرکز ملی شبکه دولت"}
 CENTER_PORT_OFFSET = 10  # center's ports beside kb's: 8453, 8091, 8454
+DEMO_PLUGINS: dict[str, dict[str, object]] = {
+    "example": {"forbidden_words": ["پیش‌نویس"]},
+}
+"""The first-party plugins node kb runs in the demo, with their settings."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +81,7 @@ def prepare_node(
     api_port: int,
     admin_port: int,
     federation_port: int = 8444,
+    plugins: dict[str, dict[str, object]] | None = None,
 ) -> Config:
     home = root / "node"
     if not (home / CONFIG_NAME).exists():
@@ -88,6 +94,8 @@ def prepare_node(
         admin=f"127.0.0.1:{admin_port}",
         federation=f"127.0.0.1:{federation_port}",
     )
+    if plugins is not None:
+        config = enable_plugins(home, plugins)
     agencies = sync_directory(config)
     pending = _pending_enrollments(config, root / "clients")
     if pending:
@@ -170,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NodeProcess(root / "node", log_path=root / "node.log"),
     ]
     try:
-        kb = prepare_node(root, "kb", slapd, *kb_ports)
+        kb = prepare_node(root, "kb", slapd, *kb_ports, plugins=DEMO_PLUGINS)
         center = prepare_node(center_root, "center", center_slapd, *center_ports)
         add_peer(root / "node", center, f"https://127.0.0.1:{center_ports[2]}")
         add_peer(center_root / "node", kb, f"https://127.0.0.1:{kb_ports[2]}")
