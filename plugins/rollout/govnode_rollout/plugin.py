@@ -73,12 +73,13 @@ class RolloutPlugin:
             raise LetterRefused(
                 "phase_not_open", schedule.refusal(sender.code, sender.phase, receiving=False)
             )
-        for field, address in named:
-            if not address.endswith(local):
-                continue  # another node's agency: that node decides
-            entry = entries.get(address.removesuffix(local))
-            # An unknown agency is left to the node: 422 unknown_recipient.
-            if entry is not None and not schedule.is_open(entry.phase, now):
+        mine = [(field, address) for field, address in named if address.endswith(local)]
+        if any(address.removesuffix(local) not in entries for _, address in mine):
+            return None  # the node refuses the letter: 422 unknown_recipient, naming it
+        # Agencies of other nodes are not looked at: their node decides.
+        for field, address in mine:
+            entry = entries[address.removesuffix(local)]
+            if not schedule.is_open(entry.phase, now):
                 raise LetterRefused(
                     "phase_not_open",
                     schedule.refusal(entry.code, entry.phase, receiving=True),
