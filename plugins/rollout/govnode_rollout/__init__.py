@@ -1,0 +1,1 @@
+"""govnode's rollout plugin: the phase schedule, its gate on letters, and the progress report."""
