@@ -42,6 +42,11 @@ NODE_NAMES = {"kb": "استانداری کهگیلویه و بویراحمد", "
 CENTER_PORT_OFFSET = 10  # center's ports beside kb's: 8453, 8091, 8454
 DEMO_PLUGINS: dict[str, dict[str, object]] = {
     "example": {"forbidden_words": ["پیش‌نویس"]},
+    # Phase 3 (the county offices) opened too: the demo enrolls one and sends from it.
+    "rollout": {
+        "phases": {"1": "1404/10/01", "2": "1405/01/15", "3": "1405/07/01"},
+        "governorate": "ostandari",
+    },
 }
 """The first-party plugins node kb runs in the demo, with their settings."""
 
