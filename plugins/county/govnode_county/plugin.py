@@ -50,15 +50,14 @@ class CountyPlugin:
         return None if parent is None else [parent.address]
 
     @hookimpl
-    def govnode_directory_entry(
-        self, api: NodeApi, agency: DirectoryEntry
-    ) -> Mapping[str, object] | None:
+    def govnode_directory_entry(self, agency: DirectoryEntry) -> Mapping[str, object] | None:
         """For a county office: its parent, and whether the parent receives its letters
         (it does until the office is enrolled)."""
         if agency.parent is None:
             return None
+        node = agency.address.rpartition("@")[2]  # a parent is at its office's node
         return {
-            "parent": f"{agency.parent}@{api.node_id}",
+            "parent": f"{agency.parent}@{node}",
             "parent_receives": agency.status != "active",
         }
 
