@@ -8,7 +8,6 @@ directory entry must name the caller as `parent`. Every refusal is a
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from govnode.hooks import (
@@ -21,7 +20,7 @@ from govnode.hooks import (
     Reply,
     Route,
 )
-from govnode_county.csr import BadCsr, check_csr
+from govnode_county.csr import BadCsr, check_csr, key_sha256
 from govnode_county.records import (
     NAME,
     PREFIX,
@@ -181,7 +180,7 @@ class CountyRoutes:
             detail={
                 "user": caller.user,
                 "note": note,
-                "csr_sha256": hashlib.sha256(csr.encode("ascii")).hexdigest(),
+                "key_sha256": key_sha256(csr),
             },
         )
         self._log.info(
