@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from govnode.domain.envelope import Receipt, SignedReceipt, StatusNotice
 from govnode.domain.ids import derived_ulid
@@ -200,6 +200,13 @@ def thd_apply(conn: Connection, receipts: list[Receipt], *, node_id: str, now: f
         if new in FINAL and not forward:
             continue  # failed after delivered: a contradiction, not news for the sender
         if forward:
+            at = receipt.at_ms / 1000
+            times: dict[str, Any] = {}
+            if new not in FINAL and PROGRESS[new] >= PROGRESS[RecipientStatus.DELIVERED]:
+                # A read notice may come before (or instead of) the delivered one.
+                times["delivered_at"] = func.coalesce(recipients.c.delivered_at, at)
+            if new in (RecipientStatus.READ, RecipientStatus.ANSWERED):
+                times["read_at"] = func.coalesce(recipients.c.read_at, at)
             conn.execute(
                 update(recipients)
                 .where(recipients.c.id == row.id)
@@ -207,6 +214,7 @@ def thd_apply(conn: Connection, receipts: list[Receipt], *, node_id: str, now: f
                     status=new.value,
                     reason=receipt.detail if new in FINAL else None,
                     next_attempt_at=None,
+                    **times,
                 )
             )
         conn.execute(

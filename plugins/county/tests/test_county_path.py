@@ -137,8 +137,10 @@ def test_a_parent_enrolls_its_office_and_follows_its_letters_out_of_the_province
         def read_at_center() -> bool:
             letters = edu.request("GET", f"{API}/letters", query={"office": "edu-dena"}).json()
             return any(
-                # (read_at stays null for a recipient at another node: a core gap, see README)
-                r["address"] == "edu@center" and r["status"] == "read"
+                r["address"] == "edu@center"
+                and r["status"] == "read"
+                and r["read_at"] is not None
+                and r["delivered_at"] is not None
                 for item in letters["letters"]
                 if item["id"] == letter_id
                 for r in item["recipients"]
