@@ -47,6 +47,7 @@ DEMO_PLUGINS: dict[str, dict[str, object]] = {
         "phases": {"1": "1404/10/01", "2": "1405/01/15", "3": "1405/07/01"},
         "governorate": "ostandari",
     },
+    "county": {"copy_parent": True},
 }
 """The first-party plugins node kb runs in the demo, with their settings."""
 
