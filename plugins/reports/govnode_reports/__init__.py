@@ -1,0 +1,1 @@
+"""govnode reports: time and paper saved, work followed up (see README.md)."""
