@@ -2,10 +2,11 @@
 
 Blocking (files, rendering): call `render` through `api.in_thread`. Each
 chart is its own `Figure`, never pyplot's global state, so renders in
-threads do not meet. Persian labels are shaped (`arabic_reshaper`) and put
-in visual order (`python-bidi`): matplotlib draws glyphs left to right and
-does not join Arabic letters by itself. DejaVu Sans, shipped with
-matplotlib, has the Persian glyphs.
+threads do not meet. DejaVu Sans, shipped with matplotlib, has the Persian
+glyphs. Matplotlib built with libraqm (3.11 on) joins Persian letters and
+lays them right to left itself; older ones draw glyphs left to right,
+unjoined, so there the labels are shaped (`arabic_reshaper`) and put in
+visual order (`python-bidi`) first. Doing both would reverse them again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import arabic_reshaper  # type: ignore[import-untyped]
 from bidi.algorithm import get_display  # type: ignore[import-untyped]
+from matplotlib import ft2font
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -49,8 +51,8 @@ _WORDS = {
         "phase": "فاز {phase}",
         "times": "زمان از ثبت تا تحویل و تا خواندن",
         "copies": "سهم نسخه‌های گیرنده (درصد)",
-        "delivery": "تحویل (میانه {median}، صدک ۹۰ {p90})",
-        "reading": "خواندن (میانه {median}، صدک ۹۰ {p90})",
+        "delivery": "تحویل (میانه {median}، صدک 90 {p90})",
+        "reading": "خواندن (میانه {median}، صدک 90 {p90})",
         "sheets": "برگ کاغذ کمتر مصرف‌شده، به تفکیک فاز",
         "trips": "سفر پیک کمتر، به تفکیک فاز",
         "hours": "{hours} ساعت پیک",
@@ -60,9 +62,14 @@ _WORDS = {
 }
 
 
-def shaped(text: str, lang: Lang) -> str:
-    """`text` as matplotlib must be given it: Persian joined and in visual order."""
-    if lang != "fa":
+LAYS_OUT_PERSIAN = hasattr(ft2font, "__libraqm_version__")
+"""Whether this matplotlib shapes and orders right-to-left text itself (libraqm)."""
+
+
+def shaped(text: str, lang: Lang, *, lays_out: bool = LAYS_OUT_PERSIAN) -> str:
+    """`text` as this matplotlib must be given it: as written when it lays Persian
+    out itself, else already joined and in visual (left-to-right) order."""
+    if lang != "fa" or lays_out:
         return text
     return str(get_display(arabic_reshaper.reshape(text)))
 
@@ -171,7 +178,7 @@ def _saved(data: ChartData, lang: Lang) -> Figure:
             hours = [
                 shaped(
                     words["hours"].format(
-                        hours=number_text(round(row.figures.courier_hours_saved))
+                        hours=number_text(round(row.figures.courier_hours_saved, 1))
                     ),
                     lang,
                 )

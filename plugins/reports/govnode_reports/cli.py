@@ -16,8 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from govnode.hooks import BadDate, CommandError, NodeApi, day_start, parse_day
-from govnode_reports import charts, figures, text
+from govnode.hooks import BadDate, CommandError, NodeApi, day_start
+from govnode_reports import figures, text
 from govnode_reports.figures import Assumptions, Period, PeriodError
 from govnode_reports.gather import gather, letters_between
 
@@ -29,7 +29,7 @@ _DAY_HELP = "a day, Jalali (1405/01/01) or Gregorian (2026-03-21), Tehran time"
 def _day(value: str) -> date:
     """argparse's type for days: its error names the option (`argument --from: ...`)."""
     try:
-        return parse_day(value)
+        return figures.parse_report_day(value)
     except BadDate as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -113,6 +113,8 @@ async def run_chart(api: NodeApi, args: argparse.Namespace, *, settings: Setting
         phase=args.phase,
         attachments=material.attachments,
     )
+    from govnode_reports import charts  # matplotlib: loaded only for charts, not every command
+
     try:
         written = await api.in_thread(charts.render, data, args.out, args.lang)
     except OSError as exc:

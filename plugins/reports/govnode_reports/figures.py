@@ -65,10 +65,25 @@ class Period:
         return self.start <= moment < self.end
 
 
+def parse_report_day(text: str) -> date:
+    """A day written either way ("1405/01/01" or "2026-03-21"), within reason.
+
+    `parse_day` takes "1405-01-01" as the Gregorian year 1405, six centuries
+    before any letter: here that is a slip for the Jalali day (BadDate).
+    """
+    day = parse_day(text)
+    if not 1900 <= day.year < 2200:
+        raise BadDate(
+            f"{text.strip()!r} is the year {day.year} of the Gregorian calendar: "
+            "write Jalali days with slashes (1405/09/03), Gregorian ones with dashes (2026-11-24)"
+        )
+    return day
+
+
 def parse_bound(bound: str, text: str) -> date:
-    """A day written either way ("1405/01/01" or "2026-03-21"); PeriodError naming the bound."""
+    """A bound of a period; PeriodError naming it ("from", "to")."""
     try:
-        return parse_day(text)
+        return parse_report_day(text)
     except BadDate as exc:
         raise PeriodError(bound, str(exc)) from None
 
@@ -398,14 +413,14 @@ def overdue_letters(
 # -- what the charts draw ----------------------------------------------------------------
 
 TIME_BINS: tuple[tuple[float, str, str], ...] = (
-    (60.0, "< 1 min", "کمتر از ۱ دقیقه"),
-    (600.0, "1-10 min", "۱ تا ۱۰ دقیقه"),
-    (3600.0, "10-60 min", "۱۰ تا ۶۰ دقیقه"),
-    (4 * 3600.0, "1-4 h", "۱ تا ۴ ساعت"),
-    (DAY, "4-24 h", "۴ تا ۲۴ ساعت"),
-    (3 * DAY, "1-3 days", "۱ تا ۳ روز"),
-    (7 * DAY, "3-7 days", "۳ تا ۷ روز"),
-    (math.inf, "> 7 days", "بیش از ۷ روز"),
+    (60.0, "< 1 min", "کمتر از 1 دقیقه"),
+    (600.0, "1-10 min", "1 تا 10 دقیقه"),
+    (3600.0, "10-60 min", "10 تا 60 دقیقه"),
+    (4 * 3600.0, "1-4 h", "1 تا 4 ساعت"),
+    (DAY, "4-24 h", "4 تا 24 ساعت"),
+    (3 * DAY, "1-3 days", "1 تا 3 روز"),
+    (7 * DAY, "3-7 days", "3 تا 7 روز"),
+    (math.inf, "> 7 days", "بیش از 7 روز"),
 )
 """Upper bounds (exclusive) of the bars of the time distribution, with their labels."""
 

@@ -147,7 +147,7 @@ COLUMNS: tuple[Column, ...] = (
         lambda f: f.delivery.median,
         duration=True,
     ),
-    Column("P90", "delivery_p90_s", "صدک ۹۰ تحویل", lambda f: f.delivery.p90, duration=True),
+    Column("P90", "delivery_p90_s", "صدک 90 تحویل", lambda f: f.delivery.p90, duration=True),
     Column("READ", "read", "نسخه خوانده‌شده", lambda f: f.reading.count, in_table=False),
     Column(
         "READING MEDIAN",
@@ -156,7 +156,7 @@ COLUMNS: tuple[Column, ...] = (
         lambda f: f.reading.median,
         duration=True,
     ),
-    Column("P90", "reading_p90_s", "صدک ۹۰ خواندن", lambda f: f.reading.p90, duration=True),
+    Column("P90", "reading_p90_s", "صدک 90 خواندن", lambda f: f.reading.p90, duration=True),
     Column("REPLY DUE", "replies_due", "پاسخ سررسیده", lambda f: f.replies_due),
     Column(
         "ON TIME", "answered_on_time", "پاسخ به‌موقع", lambda f: f.answered_on_time, in_table=False
@@ -200,7 +200,7 @@ _WORDS = {
         "period": "دوره: {period} (به وقت تهران، نامه‌های ثبت‌شده در آن)",
         "as_of": "مهلت‌های پاسخ تا {moment}",
         "times": "زمان از ثبت تا تحویل و تا خواندن هر نسخه گیرنده: "
-        "میانه و صدک ۹۰ (رتبه نزدیک‌ترین).",
+        "میانه و صدک 90 (روش نزدیک‌ترین رتبه).",
         "paper": "صرفه‌جویی کاغذ: (نسخه‌های تحویل‌شده + {archive} نسخه بایگانی) × "
         "({letter} برگ + {attachment} برگ برای هر پیوست)؛ "
         "{trips} سفر پیک {minutes} دقیقه‌ای برای هر نسخه تحویل‌شده.",
