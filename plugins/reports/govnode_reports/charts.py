@@ -32,6 +32,7 @@ _WORDS = {
     "en": {
         "weekly": "Letters sent per week, by the sender's phase",
         "week": "week starting (Saturday)",
+        "days": "({days} of 7 days)",
         "letters": "letters",
         "phase": "phase {phase}",
         "times": "Time from registration to delivery and to reading",
@@ -47,6 +48,7 @@ _WORDS = {
     "fa": {
         "weekly": "نامه‌های ارسالی در هر هفته، به تفکیک فاز فرستنده",
         "week": "هفته از شنبه",
+        "days": "({days} روز از 7)",
         "letters": "نامه",
         "phase": "فاز {phase}",
         "times": "زمان از ثبت تا تحویل و تا خواندن",
@@ -101,9 +103,11 @@ def _weekly(data: ChartData, lang: Lang) -> Figure:
             label=shaped(words["phase"].format(phase=phase), lang),
         )
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    # A week cut by the period's ends shows fewer letters for want of days: say so.
     labels = [
-        jalali_of(week) if lang == "fa" else f"{week:%m-%d}\n{jalali_of(week)[5:]}"
-        for week in data.weeks
+        (jalali_of(week) if lang == "fa" else f"{week:%m-%d}\n{jalali_of(week)[5:]}")
+        + ("" if days == 7 else "\n" + shaped(words["days"].format(days=days), lang))
+        for week, days in zip(data.weeks, data.week_days, strict=True)
     ]
     axes.set_xticks(positions, labels, rotation=45 if lang == "fa" else 0, fontsize=8)
     axes.set_xlabel(shaped(words["week"], lang))

@@ -118,7 +118,9 @@ async def run_chart(api: NodeApi, args: argparse.Namespace, *, settings: Setting
     try:
         written = await api.in_thread(charts.render, data, args.out, args.lang)
     except OSError as exc:
-        raise CommandError(f"--out: cannot write charts into {args.out}: {exc}") from None
+        raise CommandError(
+            f"--out: cannot write charts into {args.out}: {exc.strerror or exc}"
+        ) from None
     for path in written:
         print(f"wrote {path}")
     return 0

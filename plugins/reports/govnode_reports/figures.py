@@ -207,6 +207,8 @@ class Summary:
     rows: tuple[Row, ...]
     total: Row | None
     assumptions: Assumptions
+    agency: str | None = None  # the report was narrowed to this agency
+    phase: int | None = None  # or to this phase's agencies
 
 
 @dataclass
@@ -369,7 +371,7 @@ def summarize(
             rows.append(Row("phase", str(number), number, "", "", figures))
     single = agency is not None or (by == "phase" and phase is not None)
     total_row = None if single else Row("total", "all", phase, "", "", total.figures(assumptions))
-    return Summary(period, as_of, by, tuple(rows), total_row, assumptions)
+    return Summary(period, as_of, by, tuple(rows), total_row, assumptions, agency, phase)
 
 
 # -- letters waiting for an answer -------------------------------------------------------
@@ -431,6 +433,7 @@ class ChartData:
 
     period: Period
     weeks: tuple[date, ...]  # the Saturday each week starts on (the Iranian week)
+    week_days: tuple[int, ...]  # days of each week inside the period (7 but at its ends)
     sent_per_week: Mapping[int, tuple[int, ...]]  # phase → letters sent each week
     delivery_bins: tuple[int, ...]  # recipient copies per TIME_BINS bar
     reading_bins: tuple[int, ...]
@@ -490,9 +493,14 @@ def chart_data(
         phase=phase,
         attachments=attachments,
     )
+    inside = [
+        (min(week + timedelta(days=6), period.last) - max(week, period.first)).days + 1
+        for week in weeks
+    ]
     return ChartData(
         period=period,
         weeks=weeks,
+        week_days=tuple(inside),
         sent_per_week={p: tuple(counts) for p, counts in sent.items()},
         delivery_bins=_bins(delivery),
         reading_bins=_bins(reading),

@@ -190,6 +190,8 @@ _WORDS = {
         "({letter} sheets + {attachment} per attachment); "
         "{trips} courier trip(s) of {minutes} min per delivered copy.",
         "none": "(no letters in this period)",
+        "only_agency": "Only agency {agency}",
+        "only_phase": "Only agencies of phase {phase}",
     },
     "fa": {
         "agency": "دستگاه",
@@ -205,6 +207,8 @@ _WORDS = {
         "({letter} برگ + {attachment} برگ برای هر پیوست)؛ "
         "{trips} سفر پیک {minutes} دقیقه‌ای برای هر نسخه تحویل‌شده.",
         "none": "(در این دوره نامه‌ای نیست)",
+        "only_agency": "فقط دستگاه {agency}",
+        "only_phase": "فقط دستگاه‌های فاز {phase}",
     },
 }
 
@@ -238,6 +242,12 @@ def summary_table(summary: Summary, lang: Lang, *, node: str) -> str:
         words["title"].format(node=node, by=by.lower() if lang == "en" else by),
         words["period"].format(period=period_text(summary.period, lang)),
         words["as_of"].format(moment=moment_text(summary.as_of, lang)),
+    ]
+    if summary.agency is not None:
+        lines.append(words["only_agency"].format(agency=summary.agency))
+    elif summary.phase is not None:
+        lines.append(words["only_phase"].format(phase=summary.phase))
+    lines += [
         "",
         aligned(table) if len(table) > 1 else words["none"],
         "",

@@ -180,6 +180,7 @@ def test_chart_data_weeks_and_time_bars() -> None:
     period = figures.period_of("1405/01/01", "1405/01/10")
     data = figures.chart_data(letters, agencies, period, Assumptions(), as_of=START + 20 * DAY)
     assert data.weeks == (date(2026, 3, 21), date(2026, 3, 28))
+    assert data.week_days == (7, 3)  # the period ends on the Monday
     assert data.sent_per_week == {1: (1, 0), 2: (0, 1), 3: (0, 0)}  # letter 3: after the period
     # delivery: 0 s (L1), 2 min (L2); reading: 2 h (L1), 4 days (L2)
     assert data.delivery_bins == (1, 1, 0, 0, 0, 0, 0, 0)

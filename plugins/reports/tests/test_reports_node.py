@@ -505,6 +505,7 @@ def test_persian_output_has_jalali_days(province: tuple[Province, InProcess]) ->
     assert table.returncode == 0, table.stderr
     assert "دوره: 1405/08/01 تا 1405/08/30" in table.stdout
     assert "2026-" not in table.stdout
+    assert "فقط دستگاه edu-dena" in table.stdout
     rows = table_rows(table.stdout)
     assert list(rows) == ["دستگاه", "edu-dena"]  # one agency: no total
     assert rows["edu-dena"][4:8] == ["0 ثانیه", "6 ساعت 00 دقیقه", "2 روز 2 ساعت", "2 روز 2 ساعت"]
