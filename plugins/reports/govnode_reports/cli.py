@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from govnode.hooks import BadDate, CommandError, NodeApi, day_start
+from govnode.hooks import BadDate, CommandError, NodeApi, day_start, parse_day
 from govnode_reports import figures, text
 from govnode_reports.figures import Assumptions, Period, PeriodError
 from govnode_reports.gather import gather, letters_between
@@ -29,7 +29,7 @@ _DAY_HELP = "a day, Jalali (1405/01/01) or Gregorian (2026-03-21), Tehran time"
 def _day(value: str) -> date:
     """argparse's type for days: its error names the option (`argument --from: ...`)."""
     try:
-        return figures.parse_report_day(value)
+        return parse_day(value)
     except BadDate as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -65,25 +65,10 @@ class Period:
         return self.start <= moment < self.end
 
 
-def parse_report_day(text: str) -> date:
-    """A day written either way ("1405/01/01" or "2026-03-21"), within reason.
-
-    `parse_day` takes "1405-01-01" as the Gregorian year 1405, six centuries
-    before any letter: here that is a slip for the Jalali day (BadDate).
-    """
-    day = parse_day(text)
-    if not 1900 <= day.year < 2200:
-        raise BadDate(
-            f"{text.strip()!r} is the year {day.year} of the Gregorian calendar: "
-            "write Jalali days with slashes (1405/09/03), Gregorian ones with dashes (2026-11-24)"
-        )
-    return day
-
-
 def parse_bound(bound: str, text: str) -> date:
-    """A bound of a period; PeriodError naming it ("from", "to")."""
+    """A bound of a period, Jalali or Gregorian; PeriodError naming it ("from", "to")."""
     try:
-        return parse_report_day(text)
+        return parse_day(text)
     except BadDate as exc:
         raise PeriodError(bound, str(exc)) from None
 

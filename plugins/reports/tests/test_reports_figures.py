@@ -103,8 +103,8 @@ def test_periods_are_whole_tehran_days() -> None:
     [
         ("1405/13/40", "1405/01/02", "from", "'1405/13/40' is not a date"),
         ("1405/01/01", "2026-02-30", "to", "'2026-02-30' is not a date"),
-        ("1405-01-01", "1405/01/02", "from", "'1405-01-01' is the year 1405 of the Gregorian"),
-        ("1405/01/01", "2026/01/01", "to", "'2026/01/01' is the year 2647 of the Gregorian"),
+        ("1405-01-01", "1405/01/02", "from", "'1405-01-01' mixes the calendars' forms"),
+        ("1405/01/01", "2026/01/01", "to", "'2026/01/01' mixes the calendars' forms"),
         ("1405/01/02", "1405/01/01", "from", "from (2026-03-22) is after to (2026-03-21)"),
     ],
 )

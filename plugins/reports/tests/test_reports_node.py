@@ -603,7 +603,7 @@ def test_charts_are_pngs_worth_looking_at(
         ),
         (
             ("--from", "1405-08-01", "--to", "1405/08/30"),
-            "argument --from: '1405-08-01' is the year 1405 of the Gregorian calendar",
+            "argument --from: '1405-08-01' mixes the calendars' forms",
         ),
         (
             ("--from", "1405/08/30", "--to", "1405/08/01"),
