@@ -48,6 +48,7 @@ DEMO_PLUGINS: dict[str, dict[str, object]] = {
         "governorate": "ostandari",
     },
     "county": {"copy_parent": True},
+    "reports": {},
 }
 """The first-party plugins node kb runs in the demo, with their settings."""
 
