@@ -66,6 +66,9 @@ def add_parser(sub: Any) -> None:
         choices=["normal", "restricted", "confidential", "secret"],
     )
     send.add_argument("--reply-to", help="id of the letter this answers")
+    send.add_argument(
+        "--reply-by", help="when an answer is due: 1405/09/20 (Jalali), 2026-12-11 or a time"
+    )
     send.add_argument("--idempotency-key", help="send again safely with the same key")
     send.set_defaults(run=_send)
 
@@ -234,6 +237,8 @@ def _send(args: argparse.Namespace) -> int:
         "in_reply_to": args.reply_to,
         "attachments": [_attachment(path) for path in args.attach],
     }
+    if args.reply_by:
+        letter["reply_by"] = args.reply_by
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     answer = _call(_client(args), "POST", "/api/v1/letters", json_body=letter, headers=headers)
     if args.json:
