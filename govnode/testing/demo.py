@@ -20,8 +20,8 @@ from pathlib import Path
 from types import FrameType
 
 from govnode.config import CONFIG_NAME, Config
-from govnode.domain.calendar import jalali_day
 from govnode.domain.agency import AgencyStatus
+from govnode.domain.calendar import jalali_day
 from govnode.store import directory
 from govnode.store.database import Database
 from govnode.testing.demo_data import demo_file, load_agencies
@@ -161,24 +161,27 @@ Plugins (.venv/bin/govnode --home {node} plugins list):
   # a county office enrolled through its parent: edu asks for edu-dena with a CSR ...
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout /tmp/edu-dena.key -out /tmp/edu-dena.csr -subj /CN=edu-dena
-  python3 -c 'import json; print(json.dumps({{"office": "edu-dena", "csr": open("/tmp/edu-dena.csr").read()}}))' \
-    | curl -s {tls} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-      --data-binary @- {api_url}/api/v1/x/county/requests
+  python3 -c 'import json,sys; print(json.dumps({{"office":"edu-dena","csr":sys.stdin.read()}}))' \
+    < /tmp/edu-dena.csr | curl -s {tls} -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' --data-binary @- {api_url}/api/v1/x/county/requests
   # ... the operator approves ...
   .venv/bin/govnode --home {node} county pending
   .venv/bin/govnode --home {node} county approve edu-dena
   # ... edu takes the certificate to the office, which writes to the center (edu gets a copy)
   curl -s {tls} -H "Authorization: Bearer $TOKEN" {api_url}/api/v1/x/county/requests/edu-dena \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["certificate"], end="")' > /tmp/edu-dena.pem
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["certificate"], end="")' \
+    > /tmp/edu-dena.pem
   echo demo-edu-dena > /tmp/edu-dena.pw
   GOVNODE_CLIENT=/tmp/edu-dena.json .venv/bin/govnode client login edu-dena --url {api_url} \
-    --ca {root / "ca.pem"} --cert /tmp/edu-dena.pem --key /tmp/edu-dena.key --password-file /tmp/edu-dena.pw
+    --ca {root / "ca.pem"} --cert /tmp/edu-dena.pem --key /tmp/edu-dena.key \
+    --password-file /tmp/edu-dena.pw
   GOVNODE_CLIENT=/tmp/edu-dena.json .venv/bin/govnode client send --to presidency@center \
     --subject "گزارش آموزش و پرورش دنا" --reply-by {reply_by}
   curl -s {tls} -H "Authorization: Bearer $TOKEN" {api_url}/api/v1/x/county/letters
   # time and paper saved this month, per phase, and charts of it
   .venv/bin/govnode --home {node} reports summary --from {month_start} --to {today} --by phase
-  .venv/bin/govnode --home {node} reports chart --from {month_start} --to {today} --out /tmp/govnode-charts
+  .venv/bin/govnode --home {node} reports chart --from {month_start} --to {today} \
+    --out /tmp/govnode-charts
 Press Ctrl-C to stop.
 """
 
