@@ -66,8 +66,24 @@ class Plugins:
         return results[0] if results else None
 
 
+_loaded: dict[tuple[str, str, EntryPoints], Plugins] = {}
+
+
 def load_plugins(config: Config, *, entry_points: EntryPoints = installed_entry_points) -> Plugins:
-    """Load, register and configure the enabled plugins (PluginError, ConfigError)."""
+    """Load, register and configure the enabled plugins (PluginError, ConfigError).
+
+    Once per process for one file's `[plugins]`: `govnode serve` reads the
+    plugins to build its command line and again to start the node, and a
+    plugin's `govnode_configure` is called once, as its contract says.
+    """
+    key = (str(config.path), repr(config.plugins), entry_points)
+    loaded = _loaded.get(key)
+    if loaded is None:
+        loaded = _loaded[key] = _load(config, entry_points)
+    return loaded
+
+
+def _load(config: Config, entry_points: EntryPoints) -> Plugins:
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(specs)
     found = {ep.name: ep for ep in entry_points()}
