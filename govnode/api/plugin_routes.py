@@ -20,6 +20,7 @@ from govnode.hooks.policy import PolicyUnavailable
 from govnode.store.records import AgencyRecord
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+POLICY_RETRY_AFTER = 30  # seconds; API.md: every 503 says when to try again
 
 
 def _segments(path: str) -> list[str]:
@@ -152,6 +153,7 @@ class PluginSupport:
                 "unavailable",
                 "a letter policy of this node could not be checked; nothing was stored, "
                 "try again later",
+                headers={"Retry-After": str(POLICY_RETRY_AFTER)},
             ) from None
 
     def enrich(self, record: AgencyRecord, answer: dict[str, Any]) -> dict[str, Any]:
