@@ -54,7 +54,12 @@ class PluginSupport:
     def collect_routes(self) -> None:
         """Ask each plugin for its routes (once, at start-up; PluginError when unfit)."""
         for name in self._plugins.implementers("govnode_api_routes"):
-            routes = self._plugins.call_one("govnode_api_routes", name, api=self._api) or []
+            try:
+                routes = self._plugins.call_one("govnode_api_routes", name, api=self._api) or []
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {name!r} failed to offer its API routes: {type(exc).__name__}: {exc}"
+                ) from exc
             checked = []
             for route in routes:
                 if not isinstance(route, Route) or route.method.upper() not in METHODS:
