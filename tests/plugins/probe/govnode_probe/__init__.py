@@ -13,9 +13,13 @@ purpose:
     cc_subject = "COPY"           # ... only to letters whose subject holds this
     fail_events = true            # govnode_letter_event raises (after recording)
     refuse_enrollment = "roads"   # govnode_agency_enrollment refuses this agency
+    crash_enrollment = "natres"   # ... and raises RuntimeError for this one
     fail_startup = true           # govnode_startup raises
     fail_shutdown = true          # govnode_shutdown raises (after recording)
+    fail_routes = true            # govnode_api_routes raises
     route = { fars = "center" }   # govnode_route answers these
+    crash_route = "kish"          # govnode_route raises for this destination
+    fail_directory = "roads"      # govnode_directory_entry raises for this agency
 
     [plugins.probe.directory]
     note = "seen by the probe"    # shown under "x": {"probe": {...}} of directory entries
@@ -64,6 +68,10 @@ class Probe:
         self.cc_subject: str | None = None
         self.fail_events = False
         self.refuse_enrollment: str | None = None
+        self.crash_enrollment: str | None = None
+        self.fail_routes = False
+        self.crash_route: str | None = None
+        self.fail_directory: str | None = None
         self.fail_startup = False
         self.fail_shutdown = False
         self.routes: dict[str, str] = {}
@@ -92,10 +100,15 @@ class Probe:
         self.cc_subject = _optional(settings, "cc_subject")
         self.fail_events = settings.boolean("fail_events", False)
         self.refuse_enrollment = _optional(settings, "refuse_enrollment")
+        self.crash_enrollment = _optional(settings, "crash_enrollment")
+        self.fail_routes = settings.boolean("fail_routes", False)
+        self.crash_route = _optional(settings, "crash_route")
+        self.fail_directory = _optional(settings, "fail_directory")
         self.fail_startup = settings.boolean("fail_startup", False)
         self.fail_shutdown = settings.boolean("fail_shutdown", False)
         route = settings.table_of("route")
-        self.routes = {destination: route.string(destination) for destination in route.keys()}
+        destinations = route.keys()  # a table whose keys are data: all of them are read
+        self.routes = {destination: route.string(destination) for destination in destinations}
         self.note_text = settings.table_of("directory").string("note", "seen by the probe")
         self.note("govnode_configure", section=settings.prefix, keys=sorted(settings.table))
 
@@ -103,9 +116,7 @@ class Probe:
     async def govnode_startup(self, api: NodeApi) -> None:
         self.api = api
         agencies = await api.agencies()
-        self.note(
-            "govnode_startup", node=api.node_id, primary=api.primary, agencies=len(agencies)
-        )
+        self.note("govnode_startup", node=api.node_id, primary=api.primary, agencies=len(agencies))
         if self.fail_startup:
             raise RuntimeError("the probe was told to fail at start-up")
 
@@ -122,6 +133,8 @@ class Probe:
     @hookimpl
     def govnode_api_routes(self, api: NodeApi) -> Sequence[Route]:
         self.note("govnode_api_routes", node=api.node_id)
+        if self.fail_routes:
+            raise RuntimeError("the probe was told to fail offering its routes")
 
         async def hello(request: PluginRequest) -> Any:
             self.note("route", path=request.path, agency=request.caller.agency)
@@ -176,6 +189,11 @@ class Probe:
         enroll = actions.add_parser("enroll", help="enroll an agency through the plugin API")
         enroll.add_argument("code")
         enroll.set_defaults(run=self.enroll)
+        send = actions.add_parser("send", help="send a letter through the plugin API")
+        send.add_argument("sender")
+        send.add_argument("to")
+        send.add_argument("subject")
+        send.set_defaults(run=self.send)
         actions.add_parser("fail", help="fail with exit code 2").set_defaults(run=self.fail)
 
     async def hello(self, api: NodeApi, args: argparse.Namespace) -> int:
@@ -189,6 +207,19 @@ class Probe:
         issued = await api.enroll(args.code, by=f"plugin:{NAME}")
         self.note("cli", command="enroll", code=issued.code)
         print(f"probe enrolled {issued.code}: {issued.fingerprint_sha256}")
+        return 0
+
+    async def send(self, api: NodeApi, args: argparse.Namespace) -> int:
+        try:
+            sent = await api.send_letter(
+                plugin=NAME, sender=args.sender, to=[args.to], subject=args.subject, body="متن"
+            )
+        except LetterRefused as exc:
+            raise CommandError(f"refused: {exc.code}: {exc.message}") from None
+        except ValueError as exc:
+            raise CommandError(f"not a letter: {exc}") from None
+        self.note("cli", command="send", id=sent.id, number=sent.number)
+        print(f"probe sent {sent.number} ({sent.id})")
         return 0
 
     def fail(self, api: NodeApi, args: argparse.Namespace) -> int:
@@ -207,6 +238,8 @@ class Probe:
         )
         if agency.code == self.refuse_enrollment:
             raise EnrollmentRefused(f"the probe does not let {agency.code} in")
+        if agency.code == self.crash_enrollment:
+            raise RuntimeError("the probe's enrollment check crashed")
 
     @hookimpl
     async def govnode_letter_policy(self, api: NodeApi, letter: Draft) -> Sequence[str] | None:
@@ -232,6 +265,8 @@ class Probe:
     def govnode_route(self, api: NodeApi, destination: str) -> str | None:
         hop = self.routes.get(destination)
         self.note("govnode_route", destination=destination, hop=hop)
+        if destination == self.crash_route:
+            raise RuntimeError("the probe's routing crashed")
         return hop
 
     @hookimpl
@@ -239,6 +274,8 @@ class Probe:
         self, api: NodeApi, agency: DirectoryEntry
     ) -> Mapping[str, object] | None:
         self.note("govnode_directory_entry", code=agency.code)
+        if agency.code == self.fail_directory:
+            raise RuntimeError("the probe's directory addition crashed")
         return {"code": agency.code, "status": agency.status, "note": self.note_text}
 
     @hookimpl

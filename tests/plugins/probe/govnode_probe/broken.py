@@ -8,7 +8,7 @@ from govnode.hooks import hookimpl
 class Broken:
     @hookimpl
     def govnode_not_a_hook(self) -> None:
-        """Meant to be `govnode_startup`, say; `check_pending` must catch it."""
+        """Meant to be `govnode_startup`, say: start-up must refuse the plugin, by name."""
 
 
 plugin = Broken()
