@@ -15,6 +15,7 @@ from tests.hooks.conftest import ENROLLED, ClientFactory
 from tests.hooks.support import (
     Call,
     Record,
+    govnode,
     hook_errors,
     logged_in,
     mailbox_subjects,
@@ -85,6 +86,21 @@ def test_events_follow_the_order_of_commits_across_letters(
     ours = [c for c in record.calls(EVENT) if c["letter_id"] in letter_ids]
     assert [c["letter_id"] for c in ours if c["kind"] == "registered"] == letter_ids
     assert [c["id"] for c in ours] == sorted(c["id"] for c in ours)
+
+
+def test_a_letter_the_operator_gives_up_on_is_an_expired_event(
+    client: ClientFactory, record: Record, probe_home: NodeHome
+) -> None:
+    edu = logged_in(client("edu"), "edu")
+    sent = submit(edu, to=["edu@fars"])  # waits for peer center, which never answers
+    assert sent.status == 201, sent.body
+    letter_id = sent.json()["id"]
+
+    expired = govnode(probe_home.path, "queue", "expire", letter_id, "--reason", "آزمون")
+
+    assert expired.returncode == 0, expired.stderr
+    calls = record.wait(lambda calls: len(calls) >= 2, EVENT, letter_id=letter_id)
+    assert steps(calls) == [("registered", None), ("expired", "edu@fars")]
 
 
 # -- a plugin whose event hook fails -------------------------------------------------
