@@ -10,7 +10,7 @@ from pathlib import Path
 from govnode.testing.demo_data import demo_file, load_agencies
 from govnode.testing.process import NodeProcess
 from govnode.testing.pytest_plugin import NodeHome
-from tests.hooks.conftest import NOTE, ClientFactory
+from tests.hooks.conftest import NOTE, ClientFactory, probe_settings
 from tests.hooks.support import (
     HOOKS,
     Record,
@@ -48,8 +48,9 @@ def test_each_process_configures_then_starts_the_probe_once(
         assert calls.count("govnode_configure") == 1
         assert calls.count("govnode_startup") == 1
         (configured,) = record.calls("govnode_configure", pid=pid)
+        # Its own section, whole: every key written under [plugins.probe].
         assert configured["section"] == "plugins.probe"
-        assert "refuse_subject" in configured["keys"]
+        assert configured["keys"] == sorted(probe_settings(record.path))
         (started,) = record.calls("govnode_startup", pid=pid)
         # The facade answers at start-up: this node, its directory, which process.
         assert started["node"] == "kb"

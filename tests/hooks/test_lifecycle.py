@@ -36,7 +36,7 @@ def refused_start(home: NodeHome) -> str:
     result = govnode(home.path, "serve", timeout=30)
     assert result.returncode != 0, result.stderr
     assert "govnode ready" not in result.stdout
-    assert "Traceback" not in result.stderr.split("cannot start:")[0]
+    assert "Traceback" not in result.stderr
     return result.stderr
 
 
@@ -106,7 +106,6 @@ def test_a_failing_api_routes_hook_stops_start_up_naming_the_plugin(home: NodeHo
 
     assert "plugin 'probe'" in stderr
     assert "the probe was told to fail offering its routes" in stderr
-    assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize(
