@@ -43,8 +43,14 @@ def test_each_process_configures_then_starts_the_probe_once(
 
     for pid in (probe_node.pid, *secondaries):
         calls = [c["hook"] for c in record.calls(pid=pid)]
-        # In this order, each once: settings, then routes (the listener), then start-up.
-        assert calls[:3] == ["govnode_configure", "govnode_api_routes", "govnode_startup"], calls
+        # In this order, each once: settings, the command line (`govnode serve`
+        # is a command too), the routes (for the listener), then start-up.
+        assert calls[:4] == [
+            "govnode_configure",
+            "govnode_cli_commands",
+            "govnode_api_routes",
+            "govnode_startup",
+        ], calls
         assert calls.count("govnode_configure") == 1
         assert calls.count("govnode_startup") == 1
         (configured,) = record.calls("govnode_configure", pid=pid)
@@ -74,6 +80,12 @@ def test_a_plugin_command_runs_with_the_home_of_the_node(
     )
     (ran,) = record.calls("cli", command="hello")
     assert ran["primary"] is False  # a command is no process of the node
+    # Its settings were read once, before the command ran.
+    assert [c["hook"] for c in record.calls(pid=ran["pid"])] == [
+        "govnode_configure",
+        "govnode_cli_commands",
+        "cli",
+    ]
 
 
 def test_a_command_error_of_a_plugin_is_its_message_and_exit_code(probe_home: NodeHome) -> None:

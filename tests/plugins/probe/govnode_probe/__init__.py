@@ -181,6 +181,7 @@ class Probe:
 
     @hookimpl
     def govnode_cli_commands(self, commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+        self.note("govnode_cli_commands")
         probe = commands.add_parser(NAME, help="the probe's own commands (tests only)")
         actions = probe.add_subparsers(dest="probe_command", required=True, metavar="ACTION")
         actions.add_parser("hello", help="say hello from the node's home").set_defaults(
