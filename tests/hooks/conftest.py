@@ -38,6 +38,7 @@ def probe_settings(record: Path, **more: object) -> dict[str, object]:
         "crash_subject": "CRASH",
         "cc": ["welfare"],
         "cc_subject": "COPY",
+        "garbage_subject": "GARBAGE",
         "refuse_enrollment": "roads",
         "crash_enrollment": "natres",
         "route": {"fars": "center", "isfahan": "nowhere"},

@@ -97,6 +97,21 @@ def test_a_crashing_policy_answers_503_stores_nothing_and_is_counted(
     assert hook_errors(probe_node.admin_url, "govnode_letter_policy") == counted + 1
 
 
+def test_a_policy_answer_that_is_no_list_of_addresses_fails_closed(
+    client: ClientFactory, probe_node: NodeProcess
+) -> None:
+    edu = logged_in(client("edu"), "edu")
+    counted = hook_errors(probe_node.admin_url, "govnode_letter_policy")
+    subject = unique("GARBAGE")
+
+    response = submit(edu, subject=subject)
+
+    assert response.status == 503, response.body
+    assert response.error_code == "unavailable"
+    assert subject not in mailbox_subjects(edu, "outbox")
+    assert hook_errors(probe_node.admin_url, "govnode_letter_policy") == counted + 1
+
+
 def test_a_copy_the_policy_adds_is_delivered_as_cc(client: ClientFactory) -> None:
     edu = logged_in(client("edu"), "edu")
     welfare = logged_in(client("welfare"), "welfare")

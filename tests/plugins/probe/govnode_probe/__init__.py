@@ -11,6 +11,7 @@ purpose:
     crash_subject = "CRASH"       # policy: RuntimeError
     cc = ["welfare"]              # policy: add these as cc ...
     cc_subject = "COPY"           # ... only to letters whose subject holds this
+    garbage_subject = "GARBAGE"   # policy: returns 42, which is no list of addresses
     fail_events = true            # govnode_letter_event raises (after recording)
     refuse_enrollment = "roads"   # govnode_agency_enrollment refuses this agency
     crash_enrollment = "natres"   # ... and raises RuntimeError for this one
@@ -32,7 +33,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from govnode.hooks import (
     CommandError,
@@ -66,6 +67,7 @@ class Probe:
         self.crash_subject: str | None = None
         self.cc: tuple[str, ...] = ()
         self.cc_subject: str | None = None
+        self.garbage_subject: str | None = None
         self.fail_events = False
         self.refuse_enrollment: str | None = None
         self.crash_enrollment: str | None = None
@@ -98,6 +100,7 @@ class Probe:
         self.crash_subject = _optional(settings, "crash_subject")
         self.cc = settings.strings("cc", ())
         self.cc_subject = _optional(settings, "cc_subject")
+        self.garbage_subject = _optional(settings, "garbage_subject")
         self.fail_events = settings.boolean("fail_events", False)
         self.refuse_enrollment = _optional(settings, "refuse_enrollment")
         self.crash_enrollment = _optional(settings, "crash_enrollment")
@@ -258,6 +261,8 @@ class Probe:
             raise LetterRefused("probe_says_no", "the probe does not let this letter through")
         if self.crash_subject and self.crash_subject in letter.subject:
             raise RuntimeError("the probe's policy crashed")
+        if self.garbage_subject and self.garbage_subject in letter.subject:
+            return cast("Sequence[str]", 42)  # a typed plugin could not; others can
         if self.cc and (self.cc_subject is None or self.cc_subject in letter.subject):
             return list(self.cc)
         return None
