@@ -20,6 +20,7 @@ from govnode.hooks.policy import PolicyUnavailable
 from govnode.store.records import AgencyRecord
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+POLICY_RETRY_AFTER = 30  # seconds; API.md: every 503 says when to try again
 
 
 def _segments(path: str) -> list[str]:
@@ -53,7 +54,12 @@ class PluginSupport:
     def collect_routes(self) -> None:
         """Ask each plugin for its routes (once, at start-up; PluginError when unfit)."""
         for name in self._plugins.implementers("govnode_api_routes"):
-            routes = self._plugins.call_one("govnode_api_routes", name, api=self._api) or []
+            try:
+                routes = self._plugins.call_one("govnode_api_routes", name, api=self._api) or []
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {name!r} failed to offer its API routes: {type(exc).__name__}: {exc}"
+                ) from exc
             checked = []
             for route in routes:
                 if not isinstance(route, Route) or route.method.upper() not in METHODS:
@@ -152,6 +158,7 @@ class PluginSupport:
                 "unavailable",
                 "a letter policy of this node could not be checked; nothing was stored, "
                 "try again later",
+                headers={"Retry-After": str(POLICY_RETRY_AFTER)},
             ) from None
 
     def enrich(self, record: AgencyRecord, answer: dict[str, Any]) -> dict[str, Any]:

@@ -142,6 +142,7 @@ def run_async(
         defer.Deferred.fromCoroutine(main()).addBoth(lambda _: reactor.stop())
 
     reactor.callWhenRunning(start)
+    _log_warnings_to_stderr()
     try:
         reactor.run()
     finally:
@@ -150,6 +151,40 @@ def run_async(
         raise outcome["error"]
     result: T = outcome["value"]
     return result
+
+
+def _log_warnings_to_stderr() -> None:
+    """The node's and plugins' warnings and errors, one line each on stderr.
+
+    Without an observer Twisted prints logged failures with their traceback;
+    the command line shows the operator messages instead (the traceback with
+    GOVNODE_DEBUG=1), and leaves out the info lines the daemon would log.
+    """
+    from twisted.logger import (
+        FilteringLogObserver,
+        ILogObserver,
+        LogEvent,
+        LogLevel,
+        LogLevelFilterPredicate,
+        formatEvent,
+        globalLogBeginner,
+    )
+    from zope.interface import provider
+
+    debug = bool(os.environ.get("GOVNODE_DEBUG"))
+
+    @provider(ILogObserver)
+    def show(event: LogEvent) -> None:
+        line = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            line += f" ({failure.type.__name__}: {failure.getErrorMessage()})"
+        print(f"govnode: {line}", file=sys.stderr)
+        if failure is not None and debug:
+            print(failure.getTraceback(), file=sys.stderr)
+
+    warnings = FilteringLogObserver(show, [LogLevelFilterPredicate(LogLevel.warn)])
+    globalLogBeginner.beginLoggingTo([warnings], redirectStandardIO=False)
 
 
 def plugin_command(run: Callable[[NodeApi, argparse.Namespace], Any]) -> Callable[..., int]:

@@ -42,7 +42,7 @@ from govnode.pki.errors import PkiError
 from govnode.store import audit, directory, mailbox, plugin_data, plugin_views
 from govnode.store.database import Database
 from govnode.store.delivery import Delivered
-from govnode.store.letters import NewLetter, Registrar
+from govnode.store.letters import NewLetter, NotAReply, Registrar, UnknownRecipient
 from govnode.store.records import AgencyRecord
 
 T = TypeVar("T")
@@ -350,7 +350,14 @@ class NodeApi:
             created_at=now,
             idempotency_key=None,
         )
-        registered = await self._registrar.register(new)
+        try:
+            registered = await self._registrar.register(new)
+        except UnknownRecipient as exc:
+            raise ValueError(f"{exc.field}: {exc}") from None
+        except NotAReply:
+            raise ValueError(
+                f"in_reply_to: {in_reply_to} is no letter {address} received"
+            ) from None
         self._on_registered(submission, address)
         return Registered(registered.id, registered.number)
 

@@ -66,8 +66,24 @@ class Plugins:
         return results[0] if results else None
 
 
+_loaded: dict[tuple[str, str, EntryPoints], Plugins] = {}
+
+
 def load_plugins(config: Config, *, entry_points: EntryPoints = installed_entry_points) -> Plugins:
-    """Load, register and configure the enabled plugins (PluginError, ConfigError)."""
+    """Load, register and configure the enabled plugins (PluginError, ConfigError).
+
+    Once per process for one file's `[plugins]`: `govnode serve` reads the
+    plugins to build its command line and again to start the node, and a
+    plugin's `govnode_configure` is called once, as its contract says.
+    """
+    key = (str(config.path), repr(config.plugins), entry_points)
+    loaded = _loaded.get(key)
+    if loaded is None:
+        loaded = _loaded[key] = _load(config, entry_points)
+    return loaded
+
+
+def _load(config: Config, entry_points: EntryPoints) -> Plugins:
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(specs)
     found = {ep.name: ep for ep in entry_points()}
@@ -96,17 +112,30 @@ def load_plugins(config: Config, *, entry_points: EntryPoints = installed_entry_
             pm.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
             raise PluginError(f"plugin {name!r} does not fit govnode's hooks: {exc}") from exc
+        unknown = _unknown_hooks(pm, plugin)
+        if unknown:
+            raise PluginError(
+                f"plugin {name!r} ({ep.value}) implements {', '.join(unknown)}, which govnode "
+                "does not have (misspelled? govnode.hooks.specs lists every hook)"
+            )
         distribution = ep.dist.name if ep.dist is not None else "?"
         version = ep.dist.version if ep.dist is not None else "?"
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
         infos.append(PluginInfo(name, version, distribution, hooks))
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"a plugin implements a hook govnode does not have: {exc}") from exc
     plugins = Plugins(pm, infos)
     _configure(plugins, config, installed=set(found))
     return plugins
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """The hooks `plugin` implements that govnode does not specify (what pluggy's
+    `check_pending` finds, for one plugin, so the message can name it)."""
+    return sorted(
+        caller.name
+        for caller in pm.get_hookcallers(plugin) or ()
+        if not caller.has_spec()
+        and any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls())
+    )
 
 
 def _configure(plugins: Plugins, config: Config, *, installed: set[str]) -> None:

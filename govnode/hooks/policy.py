@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from govnode.domain.address import Address, InvalidAddress
@@ -42,13 +43,27 @@ async def letter_policy(
             api.count_error(name, "govnode_letter_policy")
             raise PolicyUnavailable(name) from exc
         if outcome:
-            if isinstance(outcome, str) or not all(isinstance(a, str) for a in outcome):
+            if not _addresses(outcome):
+                api.log(name).error(
+                    "letter policy of plugin {plugin} answered {answer!r}, not addresses",
+                    plugin=name,
+                    answer=outcome,
+                )
                 api.count_error(name, "govnode_letter_policy")
                 raise PolicyUnavailable(name)
             copies.extend(outcome)
     if not copies:
         return submission
     return _with_copies(submission, copies, local_node=api.node_id)
+
+
+def _addresses(outcome: object) -> bool:
+    """Whether a policy's answer is what it may answer: a list (or tuple) of strings."""
+    return (
+        isinstance(outcome, Sequence)
+        and not isinstance(outcome, str | bytes)
+        and all(isinstance(address, str) for address in outcome)
+    )
 
 
 def _with_copies(submission: Submission, copies: list[str], *, local_node: str) -> Submission:

@@ -23,10 +23,21 @@ class PluginSettings(Section):
 
     def __init__(self, path: Path, prefix: str, table: Mapping[str, Any]) -> None:
         super().__init__(path, prefix, table)
+        self._tables: dict[str, PluginSettings] = {}
 
     def table_of(self, name: str) -> PluginSettings:
-        inner = super().table_of(name)
-        return PluginSettings(inner.path, inner.prefix, inner.table)
+        """A table inside this one (the same object each time: what it read counts)."""
+        table = self._tables.get(name)
+        if table is None:
+            inner = super().table_of(name)
+            table = self._tables[name] = PluginSettings(inner.path, inner.prefix, inner.table)
+        return table
+
+    def check_unknown(self) -> None:
+        """Refuse a key nobody read, in this table and the tables read from it."""
+        super().check_unknown()
+        for table in self._tables.values():
+            table.check_unknown()
 
     def keys(self) -> list[str]:
         """The keys written in this table (of a table whose keys are data, like phases)."""

@@ -37,16 +37,21 @@ def govnode_configure(settings: PluginSettings) -> None:
 
 @hookspec
 def govnode_startup(api: NodeApi) -> Awaitable[None] | None:
-    """The node has started: open what the plugin needs, schedule its work
+    """The node is starting: open what the plugin needs, schedule its work
     (`api.every`). Awaitable. Runs in every process of the node; `api.primary`
     says whether this is the one that does the node's periodic upkeep.
+    The node reports itself ready only once every plugin's start-up is done,
+    but its listeners open meanwhile: a request that comes early may reach
+    the plugin's routes, policy and directory hooks before this has finished.
     Failure: any exception stops start-up, with the plugin named.
     """
 
 
 @hookspec
 def govnode_shutdown(api: NodeApi) -> Awaitable[None] | None:
-    """The node is stopping (after its listeners closed). Awaitable.
+    """The node is stopping. Awaitable. Its listeners are closing when this is
+    called (requests under way may still be answered); the database is still
+    open. Also called when start-up failed, for every plugin.
     Failure: logged and counted; the node stops anyway.
     """
 
@@ -92,12 +97,14 @@ def govnode_agency_enrollment(api: NodeApi, agency: DirectoryEntry) -> Awaitable
 def govnode_letter_policy(api: NodeApi, letter: Draft) -> Awaitable[Sequence[str] | None] | None:
     """A letter is about to be registered (submitted through the API, or sent by
     a plugin). Awaitable. Runs after the letter's fields are checked and
-    before anything is stored.
+    before the letter is stored (its attachments' files are written already;
+    files no letter holds are removed later by the node's purge).
 
     Raise `LetterRefused(code, message, status=403, field=None)` to refuse:
-    the client gets exactly that error and nothing is stored. Return
-    addresses to add as cc (a parent agency's copy, say): they are checked
-    like any recipient. Return None to say nothing.
+    the client gets exactly that error and no letter is stored (no number is
+    taken, no mailbox shows it). Return addresses to add as cc (a parent
+    agency's copy, say): they are checked like any recipient. Return None to
+    say nothing.
     Failure: fail-closed; any other exception refuses the letter with 503
     `unavailable` (try again later) and is logged and counted.
     """
