@@ -60,10 +60,19 @@ class Draft:
     in_reply_to: str | None
     reply_by: float | None
     attachments: tuple[DraftAttachment, ...]
+    # Where each of `recipients` was named in the request (`to[2]`), for a
+    # refusal's `field`: an address named twice is one recipient.
+    fields: tuple[str, ...] = ()
 
     @property
     def recipients(self) -> tuple[str, ...]:
         return self.to + self.cc
+
+    def field_of(self, index: int) -> str:
+        """The request's field for `recipients[index]`."""
+        if index < len(self.fields):
+            return self.fields[index]
+        return f"to[{index}]" if index < len(self.to) else f"cc[{index - len(self.to)}]"
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,8 @@ def draft_of(sender: str, user: str, submission: Submission) -> Draft:
         attachments=tuple(
             DraftAttachment(a.filename, a.content_type, a.size) for a in submission.attachments
         ),
+        fields=tuple(r.field for r in submission.recipients if r.kind == "to")
+        + tuple(r.field for r in submission.recipients if r.kind == "cc"),
     )
 
 

@@ -63,8 +63,7 @@ class RolloutPlugin:
         if schedule.all_open(now):
             return None  # the rollout is over: no lookups at all
         local = f"@{api.node_id}"
-        named = [(f"to[{i}]", address) for i, address in enumerate(letter.to)]
-        named += [(f"cc[{i}]", address) for i, address in enumerate(letter.cc)]
+        named = [(letter.field_of(i), address) for i, address in enumerate(letter.recipients)]
         codes = [letter.sender.removesuffix(local)]
         codes += [address.removesuffix(local) for _, address in named if address.endswith(local)]
         entries = await _lookup(api, codes)

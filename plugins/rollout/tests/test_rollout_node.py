@@ -155,11 +155,6 @@ def test_a_letter_to_a_closed_phase_office_is_refused_and_not_stored(rollout: Ro
         assert inbox.json()["letters"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: Draft keeps one entry per recipient, so to[i] counts the draft's "
-    "addresses, not the request's (see the rollout README)",
-)
 def test_the_refused_field_names_the_request_position(rollout: RolloutNode) -> None:
     with rollout.client("edu") as edu:
         refused = send(edu, ["welfare", "welfare", "edu-dena"])
