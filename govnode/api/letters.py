@@ -39,6 +39,7 @@ from govnode.store.letters import (
     NotAReply,
     StoredAttachment,
     UnknownRecipient,
+    thd_replay,
 )
 
 PARSE_IN_THREAD = 256 * 1024  # bodies larger than this are parsed off the reactor thread
@@ -232,7 +233,7 @@ class LetterRoutes(ApiBase):
         sender = f"{agency}@{self._node_id}"
         if submission.reply_by is not None and submission.reply_by < self._clock.seconds():
             raise invalid_field("reply_by", "reply_by is in the past")
-        if self._plugins is not None:
+        if self._plugins is not None and not await self._replayed(sender, key, submission):
             submission = await self._plugins.policy(sender, user, submission)
         now = self._clock.seconds()
         new = NewLetter(
@@ -282,6 +283,17 @@ class LetterRoutes(ApiBase):
                 ],
             },
         )
+
+    async def _replayed(self, sender: str, key: str | None, submission: Submission) -> bool:
+        """Whether this is a retry of a letter already registered: it gets its first
+        answer again, whatever a policy would say of it now."""
+        if key is None:
+            return False
+        try:
+            earlier = await self._db.read(thd_replay, sender, key, submission.request_hash)
+        except IdempotencyConflict:
+            return True  # the registrar answers 409
+        return earlier is not None
 
     def _letter_id(self, letter_id: str) -> str:
         if not is_ulid(letter_id):

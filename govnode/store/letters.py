@@ -96,6 +96,12 @@ def thd_next_number(conn: Connection, node_id: str, at: float) -> tuple[int, int
     return year, sequence, registration_number(node_id, year, sequence)
 
 
+def thd_replay(conn: Connection, sender: str, key: str, request_hash: str) -> Registered | None:
+    """The letter `sender` registered with Idempotency-Key `key`, if any
+    (IdempotencyConflict when it came with another body)."""
+    return _replay(conn, sender, key, request_hash)
+
+
 def _replay(conn: Connection, sender: str, key: str, request_hash: str) -> Registered | None:
     row = conn.execute(
         select(letters.c.id, letters.c.number, letters.c.created_at, letters.c.request_hash).where(

@@ -146,3 +146,21 @@ def test_a_copy_to_a_recipient_already_named_is_not_doubled(client: ClientFactor
     assert response.json()["recipients"] == [
         {"address": "welfare@kb", "kind": "to", "status": "queued"}
     ]
+
+
+def test_a_retry_with_its_idempotency_key_gets_its_first_answer_without_the_policy(
+    client: ClientFactory, record: Record
+) -> None:
+    """A retry of a letter already registered is answered as it was, even if the
+    policy would judge it otherwise now (a phase moved, a rule changed)."""
+    edu = logged_in(client("edu"), "edu")
+    subject = unique("retry")
+    document = {"to": ["welfare"], "subject": subject, "body": "متن"}
+    headers = {"Idempotency-Key": subject}
+
+    first = edu.request("POST", "/api/v1/letters", json_body=document, headers=headers)
+    again = edu.request("POST", "/api/v1/letters", json_body=document, headers=headers)
+
+    assert first.status == again.status == 201, (first.body, again.body)
+    assert again.json()["number"] == first.json()["number"]
+    assert len(record.calls("govnode_letter_policy", subject=subject)) == 1
