@@ -24,16 +24,20 @@ from govnode.store.records import AgencyRecord
 T = TypeVar("T")
 
 
-def load_for_cli(home: Path) -> tuple[Config, Plugins] | None:
+def load_for_cli(home: Path, *, strict: bool = False) -> tuple[Config, Plugins] | None:
     """The home's config and plugins, or None when the home has no config yet
-    (`govnode init`, `--help` on a fresh machine): no plugin commands then."""
+    (`govnode init`, `--help` on a fresh machine): no plugin commands then.
+    A config that does not load is None too, unless `strict`: the node's own
+    commands report it as they always have."""
     path = home / CONFIG_NAME
     if not path.exists():
         return None
     try:
         config = load_config(path, read_secrets=False)
-    except ConfigError:
-        return None  # the command itself reports it, as it always has
+    except ConfigError as exc:
+        if strict:
+            raise CliError(str(exc), EXIT_PROBLEM) from None
+        return None
     try:
         return config, load_plugins(config)
     except (ConfigError, PluginError) as exc:
@@ -90,7 +94,7 @@ def check_enrollment(home: Path, record: AgencyRecord) -> None:
 
 
 def list_plugins(args: argparse.Namespace) -> int:
-    loaded = load_for_cli(args.home)
+    loaded = load_for_cli(args.home, strict=True)
     if loaded is None:
         raise CliError(f"{args.home / CONFIG_NAME} does not exist (govnode init makes it)")
     config, plugins = loaded
@@ -191,7 +195,7 @@ def plugin_command(run: Callable[[NodeApi, argparse.Namespace], Any]) -> Callabl
     """What `main` calls for a plugin's command: `run(api, args)` on a reactor."""
 
     def command(args: argparse.Namespace) -> int:
-        loaded = load_for_cli(args.home)
+        loaded = load_for_cli(args.home, strict=True)
         assert loaded is not None  # the command exists only with a config
         config, plugins = loaded
 
