@@ -159,28 +159,28 @@ Plugins (.venv/bin/govnode --home {node} plugins list):
   # the phases of joining, as the governorate sees them (also /api/v1/x/rollout/status)
   .venv/bin/govnode --home {node} rollout status
   # a county office enrolled through its parent: edu asks for edu-dena with a CSR ...
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\
     -keyout /tmp/edu-dena.key -out /tmp/edu-dena.csr -subj /CN=edu-dena
-  python3 -c 'import json,sys; print(json.dumps({{"office":"edu-dena","csr":sys.stdin.read()}}))' \
-    < /tmp/edu-dena.csr | curl -s {tls} -H "Authorization: Bearer $TOKEN" \
+  python3 -c 'import json,sys; print(json.dumps({{"office":"edu-dena","csr":sys.stdin.read()}}))' \\
+    < /tmp/edu-dena.csr | curl -s {tls} -H "Authorization: Bearer $TOKEN" \\
     -H 'Content-Type: application/json' --data-binary @- {api_url}/api/v1/x/county/requests
   # ... the operator approves ...
   .venv/bin/govnode --home {node} county pending
   .venv/bin/govnode --home {node} county approve edu-dena
   # ... edu takes the certificate to the office, which writes to the center (edu gets a copy)
-  curl -s {tls} -H "Authorization: Bearer $TOKEN" {api_url}/api/v1/x/county/requests/edu-dena \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["certificate"], end="")' \
+  curl -s {tls} -H "Authorization: Bearer $TOKEN" {api_url}/api/v1/x/county/requests/edu-dena \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["certificate"], end="")' \\
     > /tmp/edu-dena.pem
   echo demo-edu-dena > /tmp/edu-dena.pw
-  GOVNODE_CLIENT=/tmp/edu-dena.json .venv/bin/govnode client login edu-dena --url {api_url} \
-    --ca {root / "ca.pem"} --cert /tmp/edu-dena.pem --key /tmp/edu-dena.key \
+  GOVNODE_CLIENT=/tmp/edu-dena.json .venv/bin/govnode client login edu-dena --url {api_url} \\
+    --ca {root / "ca.pem"} --cert /tmp/edu-dena.pem --key /tmp/edu-dena.key \\
     --password-file /tmp/edu-dena.pw
-  GOVNODE_CLIENT=/tmp/edu-dena.json .venv/bin/govnode client send --to presidency@center \
+  GOVNODE_CLIENT=/tmp/edu-dena.json .venv/bin/govnode client send --to presidency@center \\
     --subject "گزارش آموزش و پرورش دنا" --reply-by {reply_by}
   curl -s {tls} -H "Authorization: Bearer $TOKEN" {api_url}/api/v1/x/county/letters
   # time and paper saved this month, per phase, and charts of it
   .venv/bin/govnode --home {node} reports summary --from {month_start} --to {today} --by phase
-  .venv/bin/govnode --home {node} reports chart --from {month_start} --to {today} \
+  .venv/bin/govnode --home {node} reports chart --from {month_start} --to {today} \\
     --out /tmp/govnode-charts
 Press Ctrl-C to stop.
 """
