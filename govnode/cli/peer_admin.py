@@ -24,13 +24,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import Connection
 
-from govnode.cli.actor import operator
 from govnode.cli.commands import _database, _load, now
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.cli.output import aligned, print_json
 from govnode.config import PEERS_NAME, Config, ConfigError, parse_config, read_toml
 from govnode.config.model import PeerSection
 from govnode.domain.agency import is_node_id
+from govnode.hooks.actor import operator
 from govnode.pki import ca
 from govnode.pki.files import write_atomic
 from govnode.store import audit, queue_admin

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from govnode.cli.actor import operator
 from govnode.cli.commands import _database, _load, now
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.config import Config
 from govnode.domain.agency import is_node_id
 from govnode.domain.ids import is_ulid
 from govnode.domain.routing import NoRoute, RoutingTable
+from govnode.hooks.actor import operator
 from govnode.store import queue_admin
 from govnode.store.database import Database
 from govnode.store.outbound import LEASE

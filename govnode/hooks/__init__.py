@@ -25,7 +25,9 @@ from govnode.domain.plugins import (
     Reply,
     Route,
 )
+from govnode.hooks.actor import operator
 from govnode.hooks.api import NodeApi, PluginStore
+from govnode.hooks.csr import check_csr
 from govnode.hooks.errors import (
     CommandError,
     EnrollmentRefused,
@@ -64,11 +66,13 @@ __all__ = [
     "Registered",
     "Reply",
     "Route",
+    "check_csr",
     "day_start",
     "hookimpl",
     "hookspec",
     "jalali_day",
     "jalali_text",
+    "operator",
     "parse_day",
     "rfc3339",
 ]

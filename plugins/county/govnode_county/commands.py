@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import pwd
 from typing import Any
 
-from govnode.hooks import CommandError, NodeApi, rfc3339
+from govnode.hooks import CommandError, NodeApi, operator, rfc3339
 from govnode_county.csr import key_sha256
 from govnode_county.records import (
     APPROVED,
@@ -27,20 +25,6 @@ from govnode_county.records import (
 )
 
 USAGE = 2
-
-
-def operator() -> str:
-    """`operator:<user>` as the core's own commands name the operator in the audit log:
-    the process's account (not $USER, which anyone can set), and who ran sudo."""
-    uid = os.getuid()
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = f"uid {uid}"
-    sudo_user = os.environ.get("SUDO_USER")
-    if uid == 0 and sudo_user and sudo_user != name:
-        name = f"{name} (sudo by {sudo_user})"
-    return f"operator:{name}"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from govnode.hooks import check_csr as ca_would_sign
 
 MAX_CSR_CHARS = 16384  # an RSA-8192 CSR is about 6 KB of PEM
 
@@ -29,22 +30,11 @@ def check_csr(text: object) -> str:
     if len(text) > MAX_CSR_CHARS:
         raise BadCsr(f"csr is longer than {MAX_CSR_CHARS} characters")
     try:
-        request = x509.load_pem_x509_csr(text.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
-        raise BadCsr(
-            "csr is not a PEM certificate signing request (-----BEGIN CERTIFICATE REQUEST-----)"
-        ) from None
-    if not request.is_signature_valid:
-        raise BadCsr("csr: the request's signature does not verify")
-    key = request.public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in ("secp256r1", "secp384r1"):
-            raise BadCsr(f"csr: EC key on curve {key.curve.name}; use P-256 or P-384")
-    elif isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < 2048:
-            raise BadCsr(f"csr: RSA key of {key.key_size} bits; at least 2048 are needed")
-    else:
-        raise BadCsr("csr: the key must be EC (P-256, P-384) or RSA")
+        ca_would_sign(text.encode("ascii"))  # the node CA's own rules
+    except UnicodeEncodeError:
+        raise BadCsr("csr is not a PEM certificate signing request") from None
+    except ValueError as exc:
+        raise BadCsr(f"csr: {exc}") from None
     return text.strip() + "\n"
 
 
