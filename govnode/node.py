@@ -53,8 +53,9 @@ from govnode.relay.worker import DeliveryWorker
 from govnode.store import audit, letters, mailbox, tokens
 from govnode.store import directory as directory_store
 from govnode.store.blobs import BlobStore
-from govnode.store.database import Database, DatabaseUnavailable
+from govnode.store.database import Database, DatabaseUnavailable, is_sqlite
 from govnode.store.delivery import Delivered
+from govnode.store.leadership import Leadership
 
 T = TypeVar("T")
 SITE_TIMEOUT = 60  # seconds a connection may sit idle
@@ -212,7 +213,7 @@ class Node(MultiService):
         )
         # The node's signature: audit checkpoints, envelopes and receipts (read once).
         self._sign = signing.signer(self.authority.signing_key())
-        self.blobs = BlobStore(config.node.data_dir / "attachments")
+        self.blobs = BlobStore(config.node.attachments)
         self.hub = EventHub()
         self.plugins = plugins if plugins is not None else load_plugins(config)
         self.plugin_api = NodeApi(
@@ -246,8 +247,9 @@ class Node(MultiService):
             clock=self.clock,
             on_delivered=self._delivered,
             # The primary starts before any other process of this node: no
-            # transfer leased before it started is still under way.
-            recover_leases=self.primary,
+            # transfer leased before it started is still under way (on SQLite;
+            # on PostgreSQL other servers' leases may be, and run out instead).
+            recover_leases=self.primary and is_sqlite(self.db.engine),
         )
         agency_api = AgencyApi(
             node_id=config.node.id,
@@ -273,13 +275,20 @@ class Node(MultiService):
         _Periodic(
             "certificate reload", config.tls.reload_interval, self._reload_certificates, self.clock
         ).setServiceParent(self)
+        # Several servers on one PostgreSQL: one leads the upkeep (see leadership.py).
+        self.leadership = Leadership(config.database.url, reactor=reactor)
         if self.primary:  # the upkeep of the node, done once
+            self.leadership.setServiceParent(self)
+            self.leadership.on_lead.extend([self.sync_directory, self._checkpoint])
             _Periodic(
-                "directory sync", config.ldap.sync_interval, self.sync_directory, self.clock
+                "directory sync",
+                config.ldap.sync_interval,
+                self._leading(self.sync_directory),
+                self.clock,
             ).setServiceParent(self)
             _Periodic("purge", PURGE_INTERVAL, self._purge, self.clock).setServiceParent(self)
             _Periodic(
-                "audit checkpoint", CHECKPOINT_INTERVAL, self._checkpoint, self.clock
+                "audit checkpoint", CHECKPOINT_INTERVAL, self._leading(self._checkpoint), self.clock
             ).setServiceParent(self)
         if config.listen.processes > 1:
             # Letters registered by the other processes wake this one's event streams.
@@ -291,7 +300,11 @@ class Node(MultiService):
         self.plugin_lifecycle.setServiceParent(self)
         if self.primary and self.plugins.implementers("govnode_letter_event"):
             EventDispatcher(
-                db=self.db, plugins=self.plugins, api=self.plugin_api, clock=self.clock
+                db=self.db,
+                plugins=self.plugins,
+                api=self.plugin_api,
+                clock=self.clock,
+                leading=lambda: self.leadership.leader,
             ).setServiceParent(self)
         # Say "govnode", not which Twisted release answers.
         server.version = b"govnode"
@@ -510,6 +523,15 @@ class Node(MultiService):
             "directory synced: {kept} agencies, {removed} removed", kept=kept, removed=removed
         )
         return kept
+
+    def _leading(self, work: Callable[[], Any]) -> Callable[[], Any]:
+        """`work`, run only while this server leads the node's upkeep."""
+
+        async def if_leading() -> None:
+            if self.leadership.leader:
+                await work()
+
+        return if_leading
 
     async def _checkpoint(self) -> None:
         """Sign the audit chain's head, so a cut-off tail is detected too."""

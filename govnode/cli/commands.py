@@ -38,6 +38,7 @@ from govnode.store.migrate import (
     known_revisions,
     upgrade,
 )
+from govnode.store.urls import shown_url
 
 EXPIRY_WARNING = timedelta(days=30)
 
@@ -65,10 +66,10 @@ def _database(config: Config, *, check: bool = True) -> Database:
         try:
             check_schema(db.engine)
         except SchemaOutOfDate as exc:
-            raise CliError(f"{config.database.url}: {exc}") from None
+            raise CliError(f"{shown_url(config.database.url)}: {exc}") from None
         except (DatabaseUnavailable, SQLAlchemyError) as exc:
             raise CliError(
-                f"database {config.database.url} unreachable: {_database_problem(exc)}",
+                f"database {shown_url(config.database.url)} unreachable: {_database_problem(exc)}",
                 EXIT_PROBLEM,
             ) from None
     return db
@@ -96,6 +97,7 @@ _INIT_OPTIONS = {
     "ldap.base_dn": "--ldap-base-dn",
     "ldap.agencies_dn": "--ldap-base-dn",
     "ldap.bind_dn": "--ldap-bind-dn",
+    "database.url": "--database-url",
 }
 """Which `init` option gave each config key, to name it when its value is refused."""
 
@@ -151,6 +153,7 @@ def _init_values(args: argparse.Namespace, home: Path) -> InitValues:
         ldap_urls=tuple(args.ldap_url) or InitValues().ldap_urls,
         ldap_base_dn=base_dn,
         ldap_bind_dn=args.ldap_bind_dn or f"cn=govnode,ou=services,{base_dn}",
+        database_url=args.database_url or InitValues().database_url,
     )
     # The config that init would write must load: check it now, against the
     # final path, so that a refusal names the option and no staging folder.
@@ -616,14 +619,15 @@ def check(args: argparse.Namespace) -> int:
 
     db = Database(config.database.url)
     count: int | None = None
+    shown = shown_url(config.database.url)  # never its password
     try:
         check_schema(db.engine)
         count = db.run_sync(directory.thd_count)
-        report(True, f"database {config.database.url} (schema current, {count} agencies cached)")
+        report(True, f"database {shown} (schema current, {count} agencies cached)")
     except SchemaOutOfDate as exc:
-        report(False, f"database {config.database.url}: {exc}")
+        report(False, f"database {shown}: {exc}")
     except (DatabaseUnavailable, SQLAlchemyError) as exc:
-        report(False, f"database {config.database.url} unreachable: {_database_problem(exc)}")
+        report(False, f"database {shown} unreachable: {_database_problem(exc)}")
     try:
         LdapDirectory(config.ldap).ping_sync()
         report(True, f"ldap {', '.join(config.ldap.urls)} (service account binds)")
@@ -663,26 +667,27 @@ def check(args: argparse.Namespace) -> int:
 def db_upgrade(args: argparse.Namespace) -> int:
     config = _load(args.home, read_secrets=False)
     db = Database(config.database.url)
+    shown = shown_url(config.database.url)
     try:
         before = current_revision(db.engine)
         if before is not None and before not in known_revisions():
             raise CliError(
-                f"database {config.database.url} is at revision {before}, which this govnode "
+                f"database {shown} is at revision {before}, which this govnode "
                 "does not know (made by a newer version?); refusing to touch it"
             )
         upgrade(db.engine)
         after = current_revision(db.engine)
     except SQLAlchemyError as exc:
         raise CliError(
-            f"database {config.database.url}: upgrade failed: {_database_problem(exc)}",
+            f"database {shown}: upgrade failed: {_database_problem(exc)}",
             EXIT_PROBLEM,
         ) from None
     finally:
         db.stop()
     print(
-        f"database {config.database.url}: {before or 'empty'} -> {after}"
+        f"database {shown}: {before or 'empty'} -> {after}"
         if before != after
-        else f"database {config.database.url} is current ({after})"
+        else f"database {shown} is current ({after})"
     )
     return 0
 

@@ -63,6 +63,11 @@ def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
         type=Path,
         help="file holding the LDAP service password (copied into the home)",
     )
+    init.add_argument(
+        "--database-url",
+        help="database.url to write (default: the SQLite file data/govnode.db); "
+        "postgresql://USER@HOST/DB for an existing PostgreSQL database",
+    )
     init.set_defaults(run=commands.init)
 
     agency = sub.add_parser("agency", help="enroll, revoke and list agencies")

@@ -31,6 +31,7 @@ from govnode.config.model import (
     TlsSection,
 )
 from govnode.domain.agency import is_node_id
+from govnode.store.urls import shown_url
 
 T = TypeVar("T")
 CONFIG_NAME = "govnode.toml"
@@ -157,7 +158,11 @@ def _node(s: _Section) -> NodeSection:
     node_id = s.string("id")
     if not is_node_id(node_id):
         raise s.error("id", f"must be a short lowercase name like 'kb', not {node_id!r}")
-    return NodeSection(id=node_id, name=s.string("name"), data_dir=s.path_of("data_dir", "data"))
+    data_dir = s.path_of("data_dir", "data")
+    attachments = s.path_of("attachments_dir") if "attachments_dir" in s.table else None
+    return NodeSection(
+        id=node_id, name=s.string("name"), data_dir=data_dir, attachments_dir=attachments
+    )
 
 
 def _tls(s: _Section) -> TlsSection:
@@ -214,7 +219,7 @@ def _ldap(s: _Section, read_secrets: bool) -> LdapSection:
 def _database(s: _Section, data_dir: Path) -> DatabaseSection:
     url = s.string("url", f"sqlite:///{data_dir / 'govnode.db'}")
     if not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
-        raise s.error("url", f"must be sqlite:///PATH or postgresql://..., not {url!r}")
+        raise s.error("url", f"must be sqlite:///PATH or postgresql://..., not {shown_url(url)!r}")
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         # A relative SQLite path is relative to the home, like every other path.
         url = f"sqlite:///{s.path.parent / url.removeprefix('sqlite:///')}"

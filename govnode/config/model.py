@@ -12,6 +12,13 @@ class NodeSection:
     id: str
     name: str
     data_dir: Path
+    # Where attachment files live; None: data_dir/attachments. Several servers
+    # sharing one PostgreSQL point this at shared storage.
+    attachments_dir: Path | None = None
+
+    @property
+    def attachments(self) -> Path:
+        return self.attachments_dir or self.data_dir / "attachments"
 
 
 @dataclass(frozen=True, slots=True)

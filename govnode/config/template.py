@@ -39,6 +39,9 @@ id = {_toml(v.node_id)}
 name = {_toml(v.node_name)}
 # Where the database (SQLite), attachments and other state live.
 data_dir = "data"
+# Where attachment files live (default: data_dir/attachments). Several servers
+# sharing one PostgreSQL database must share this folder too (NFS or the like).
+# attachments_dir = "data/attachments"
 
 [listen]
 # The agency API (HTTPS with client certificates). Use 0.0.0.0:8443 to serve the network.

@@ -10,6 +10,7 @@ logged and counted; it does not hold up the letters or the other plugins.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
@@ -31,9 +32,17 @@ class EventDispatcher(Service):
     _log = Logger()
 
     def __init__(
-        self, *, db: Database, plugins: Plugins, api: NodeApi, clock: IReactorTime
+        self,
+        *,
+        db: Database,
+        plugins: Plugins,
+        api: NodeApi,
+        clock: IReactorTime,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`leading`: whether this server dispatches now (one of several on PostgreSQL)."""
         self._db = db
+        self._leading = leading
         self._plugins = plugins
         self._api = api
         self._loop = task.LoopingCall(self._tick)
@@ -51,7 +60,7 @@ class EventDispatcher(Service):
         return self._busy
 
     def _tick(self) -> defer.Deferred[None] | None:
-        if self._busy is not None:
+        if self._busy is not None or not self._leading():
             return None
         self._busy = defer.Deferred.fromCoroutine(self._dispatch_once())
         self._busy.addErrback(lambda failure: self._log.failure("plugin events", failure))

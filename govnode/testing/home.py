@@ -20,6 +20,7 @@ from govnode.pki.authority import NodeAuthority
 from govnode.pki.files import write_atomic, write_private
 from govnode.store import directory
 from govnode.store.database import Database
+from govnode.testing.databases import fresh_database_url, testing_postgres
 from govnode.testing.slapd import Slapd
 
 
@@ -40,8 +41,14 @@ def init_home(
     name: str = "استانداری کهگیلویه و بویراحمد",
     api_port: int = 0,
     admin_port: int = 0,
+    database_url: str | None = None,
 ) -> Config:
-    """Run `govnode init` for a node whose directory is `slapd`."""
+    """Run `govnode init` for a node whose directory is `slapd`; its database is
+    `database_url`, or a fresh one (`fresh_database_url`: the home's SQLite file,
+    or a new PostgreSQL database in the PostgreSQL test run)."""
+    if database_url is None and testing_postgres():
+        database_url = fresh_database_url(home.parent, f"{home.name}-{node_id}")
+    database = ["--database-url", database_url] if database_url is not None else []
     password_file = home.parent / f".{home.name}-ldap-password"
     write_private(password_file, slapd.service_password.encode("utf-8"))
     with contextlib.redirect_stdout(io.StringIO()):  # init's next steps are for humans
@@ -66,6 +73,7 @@ def init_home(
                 slapd.service_dn,
                 "--ldap-password-file",
                 str(password_file),
+                *database,
             ]
         )
     password_file.unlink()

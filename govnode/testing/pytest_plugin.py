@@ -22,6 +22,7 @@ import pytest
 
 from govnode.config import Config
 from govnode.testing.client import AgencyClient
+from govnode.testing.databases import testing_postgres
 from govnode.testing.demo_data import demo_file, load_agencies
 from govnode.testing.home import (
     ClientFiles,
@@ -128,3 +129,21 @@ def govnode_client(
     yield make
     for client in made:
         client.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: about SQLite itself; deselected in the PostgreSQL run"
+    )
+    config.addinivalue_line(
+        "markers", "postgresql_only: about PostgreSQL itself; deselected in the SQLite run"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the tests about the other database than this run's."""
+    other = "sqlite_only" if testing_postgres() else "postgresql_only"
+    dropped = [item for item in items if item.get_closest_marker(other) is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item.get_closest_marker(other) is None]

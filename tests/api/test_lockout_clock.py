@@ -18,6 +18,7 @@ from govnode.api.metrics import Metrics
 from govnode.directory.ldap import LdapDirectory
 from govnode.store.database import Database
 from govnode.store.migrate import upgrade
+from govnode.testing.databases import fresh_database_url
 from govnode.testing.pytest_plugin import NodeHome
 
 NOBODY = Client(agency=None, fingerprint=None)
@@ -35,7 +36,7 @@ def ldap_binds(metrics: Metrics) -> float:
 async def parts(
     govnode_home: NodeHome, tmp_path: Path
 ) -> AsyncIterator[tuple[Authenticator, task.Clock, Metrics]]:
-    db = Database(f"sqlite:///{tmp_path / 'lockout.db'}", reactor=reactor)
+    db = Database(fresh_database_url(tmp_path, "lockout.db"), reactor=reactor)
     upgrade(db.engine)
     db.start()
     directory = LdapDirectory(govnode_home.config.ldap, reactor=reactor)

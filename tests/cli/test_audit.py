@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
+from sqlalchemy import text
+
+from govnode.testing.databases import home_engine
 from tests.cli.support import Govnode
 
 
@@ -17,8 +19,10 @@ def test_audit_verify_reports_an_intact_log_then_the_first_broken_record(
     intact = govnode("audit", "verify")
     assert intact.code == 0, intact.out
     assert "audit log intact: 3 records" in intact.out
-    with sqlite3.connect(node_home / "data" / "govnode.db") as database:
-        database.execute("UPDATE audit SET subject = 'roads' WHERE id = 2")
+    engine = home_engine(node_home)
+    with engine.begin() as database:
+        database.execute(text("UPDATE audit SET subject = 'roads' WHERE id = 2"))
+    engine.dispose()
     broken = govnode("audit", "verify")
     assert broken.code == 1
     assert "BROKEN at record 2" in broken.out

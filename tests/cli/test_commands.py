@@ -7,7 +7,6 @@ these tests only read.
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import text
 
 from govnode.config import CONFIG_NAME
 from govnode.pki import ca
@@ -24,6 +24,7 @@ from govnode.pki.files import write_atomic
 from govnode.store import directory
 from govnode.store.database import Database, make_engine
 from govnode.store.migrate import current_revision, head_revision
+from govnode.testing.databases import fresh_database_url, home_engine, unreachable_database_url
 from govnode.testing.home import configure, init_home
 from govnode.testing.slapd import Slapd
 from tests.cli.support import (
@@ -392,11 +393,11 @@ def test_check_fails_without_a_crl(govnode: Govnode) -> None:
 
 
 def test_an_empty_database_is_refused_until_db_upgrade(govnode: Govnode, tmp_path: Path) -> None:
-    database = tmp_path / "fresh.db"
+    database = fresh_database_url(tmp_path, "fresh.db")
     api_port, admin_port = free_port(), free_port()
     configure(
         govnode.home,
-        url=f"sqlite:///{database}",
+        url=database,
         api=f"127.0.0.1:{api_port}",
         admin=f"127.0.0.1:{admin_port}",
     )
@@ -404,7 +405,7 @@ def test_an_empty_database_is_refused_until_db_upgrade(govnode: Govnode, tmp_pat
     check = govnode("check")
     assert check.code == 1
     [failure] = failures(check.out)
-    assert failure.startswith(f"FAIL   database sqlite:///{database}")
+    assert failure.startswith(f"FAIL   database {database}")
     assert "govnode db upgrade" in failure
 
     listed = govnode("agency", "list")
@@ -423,7 +424,7 @@ def test_an_empty_database_is_refused_until_db_upgrade(govnode: Govnode, tmp_pat
     upgraded = govnode("db", "upgrade")
     assert upgraded.code == 0, upgraded.err
     assert f"empty -> {head_revision()}" in upgraded.out
-    engine = make_engine(f"sqlite:///{database}")
+    engine = make_engine(database)
     try:
         assert current_revision(engine) == head_revision()
     finally:
@@ -436,10 +437,9 @@ def test_an_empty_database_is_refused_until_db_upgrade(govnode: Govnode, tmp_pat
 
 
 def test_a_database_from_a_newer_govnode_is_left_alone(govnode: Govnode) -> None:
-    path = govnode.home / "data" / "govnode.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = 'f00dcafe'")
-    conn.close()
+    engine = home_engine(govnode.home)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00dcafe'"))
 
     upgrade = govnode("db", "upgrade")
     assert upgrade.code == 2
@@ -448,15 +448,16 @@ def test_a_database_from_a_newer_govnode_is_left_alone(govnode: Govnode) -> None
     check = govnode("check")
     assert check.code == 1
     assert "f00dcafe" in failures(check.out)[0]
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("f00dcafe",)]
-    conn.close()
+    with engine.connect() as conn:
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    engine.dispose()
+    assert [tuple(row) for row in versions] == [("f00dcafe",)]
 
 
 def test_an_unreachable_database_is_a_problem_not_a_traceback(
     govnode: Govnode, tmp_path: Path
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'no-such-folder' / 'govnode.db'}"
+    url = unreachable_database_url(tmp_path)
     configure(govnode.home, url=url)
 
     check = govnode("check")

@@ -86,3 +86,17 @@ def test_unreadable_files_are_named(tmp_path: Path, content: bytes, problem: str
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=problem):
         load_config(path)
+
+
+def test_attachments_live_in_the_data_dir_unless_configured(tmp_path: Path) -> None:
+    default = load_config(write_home(tmp_path))
+    assert default.node.attachments == tmp_path / "data" / "attachments"
+    text = render_config(InitValues()).replace(
+        '# attachments_dir = "data/attachments"', 'attachments_dir = "/srv/govnode/attachments"'
+    )
+    shared = load_config(write_home(tmp_path, text))
+    assert shared.node.attachments == Path("/srv/govnode/attachments")
+    relative = text.replace("/srv/govnode/attachments", "../shared")
+    assert load_config(write_home(tmp_path, relative)).node.attachments == tmp_path / "../shared"
+    with pytest.raises(ConfigError, match="node.attachments_dir"):
+        load_config(write_home(tmp_path, text.replace('"/srv/govnode/attachments"', "7")))

@@ -13,14 +13,16 @@ import hashlib
 import os
 import random
 import socket
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import text
+
 from govnode.cli.main import main as govnode
 from govnode.testing.client import AgencyClient
+from govnode.testing.databases import home_engine
 from govnode.testing.home import configure
 from govnode.testing.process import NodeProcess
 from govnode.testing.pytest_plugin import make_node_home
@@ -136,35 +138,42 @@ def test_sigkill_during_submission_loses_nothing(tmp_path: Path, govnode_slapd: 
         for letter, entry in submitter.acknowledged.items()
     }
     deadline = time.monotonic() + 20
-    database = home.path / "data" / "govnode.db"
+    engine = home_engine(home.path)
     while True:  # the restarted worker delivers what was queued
-        with sqlite3.connect(database) as db:
+        with engine.connect() as db:
             queued = db.execute(
-                "SELECT count(*) FROM recipients WHERE status = 'queued'"
-            ).fetchone()[0]
+                text("SELECT count(*) FROM recipients WHERE status = 'queued'")
+            ).scalar_one()
         if queued == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert node.stop() == 0
     assert len(acknowledged) > 50, "the test sent too little to mean anything"
 
-    with sqlite3.connect(database) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with engine.connect() as db:
+        if db.dialect.name == "sqlite":  # PostgreSQL has no such check of its own
+            assert db.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
         letters = {
-            row[0]: row[1:]
+            row[0]: tuple(row[1:])
             for row in db.execute(
-                "SELECT l.id, l.number, a.sha256 FROM letters l "
-                "JOIN attachments a ON a.letter_id = l.id"
+                text(
+                    "SELECT l.id, l.number, a.sha256 FROM letters l "
+                    "JOIN attachments a ON a.letter_id = l.id"
+                )
             )
         }
-        sequences = [row[0] for row in db.execute("SELECT sequence FROM letters ORDER BY 1")]
-        deliveries = db.execute(
-            "SELECT status, count(*) FROM recipients GROUP BY status"
-        ).fetchall()
+        sequences = [row[0] for row in db.execute(text("SELECT sequence FROM letters ORDER BY 1"))]
+        deliveries = [
+            tuple(row)
+            for row in db.execute(text("SELECT status, count(*) FROM recipients GROUP BY status"))
+        ]
         events = db.execute(
-            "SELECT count(*), count(DISTINCT letter_id || address) FROM events "
-            "WHERE status = 'delivered'"
-        ).fetchone()
+            text(
+                "SELECT count(*), count(DISTINCT letter_id || address) FROM events "
+                "WHERE status = 'delivered'"
+            )
+        ).one()
+    engine.dispose()
     for letter_id, (number, sha) in acknowledged.items():
         assert letters.get(letter_id) == (number, sha), f"acknowledged {number} is missing"
         stored = home.path / "data" / "attachments" / sha[:2] / sha[2:4] / sha

@@ -12,6 +12,7 @@ from govnode.pki import signing
 from govnode.store import audit
 from govnode.store.database import Database
 from govnode.store.migrate import upgrade
+from govnode.testing.databases import fresh_database_url
 
 KEY = signing.create_signing_key()
 SIGN = signing.signer(KEY)
@@ -20,7 +21,7 @@ VERIFY = signing.verifier(signing.public_pem(KEY))
 
 @pytest.fixture
 def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'audit.db'}")
+    database = Database(fresh_database_url(tmp_path, "audit.db"))
     upgrade(database.engine)
     for index in range(1, 11):
         database.run_sync(

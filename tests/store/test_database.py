@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,13 @@ from twisted.internet import defer
 from twisted.internet import reactor as default_reactor
 
 from govnode.store.database import Database, DatabaseUnavailable
+from govnode.testing.databases import fresh_database_url
 
 reactor: Any = default_reactor
 
 
 def make(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'batch.db'}", reactor=reactor)
+    db = Database(fresh_database_url(tmp_path, "batch.db"), reactor=reactor)
     db.run_sync(lambda conn: conn.execute(text("CREATE TABLE t (v TEXT)")))
     db.start()
     return db
@@ -42,6 +44,7 @@ def rows(db: Database) -> list[str]:
     return [row[0] for row in db.read_sync(lambda c: c.execute(text("SELECT v FROM t")).all())]
 
 
+@pytest.mark.sqlite_only
 @pytest_twisted.ensureDeferred
 async def test_a_failure_that_ends_the_transaction_fails_the_whole_batch(tmp_path: Path) -> None:
     db = make(tmp_path)
@@ -82,7 +85,18 @@ async def test_a_write_refused_by_our_rules_does_not_hurt_the_others(tmp_path: P
         db.stop()
 
 
+@pytest.mark.sqlite_only
 def test_unavailable_is_what_callers_see_for_a_dead_database(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'missing' / 'db.sqlite'}")
+    with pytest.raises(DatabaseUnavailable):
+        db.run_sync(lambda conn: conn.execute(text("SELECT 1")))
+
+
+@pytest.mark.postgresql_only
+def test_unavailable_is_what_callers_see_for_a_postgresql_server_that_is_gone() -> None:
+    with socket.socket() as probe:  # a loopback port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = Database(f"postgresql://govnode@127.0.0.1:{port}/govnode")
     with pytest.raises(DatabaseUnavailable):
         db.run_sync(lambda conn: conn.execute(text("SELECT 1")))

@@ -18,6 +18,7 @@ from govnode.store.database import Database
 from govnode.store.migrate import upgrade
 from govnode.store.schema import agencies, audit, events, number_sequences, recipients
 from govnode.store.schema import letters as letters_table
+from govnode.testing.databases import fresh_database_url
 from govnode.testing.demo_data import demo_file, load_agencies
 
 NOWRUZ_1405 = datetime(2026, 3, 20, 20, 30, tzinfo=UTC).timestamp()  # 00:00 in Tehran
@@ -251,7 +252,7 @@ def test_delivery_with_the_registration_writes_what_the_worker_would(
 
     databases = []
     for name in ("worker", "together"):
-        database = Database(f"sqlite:///{tmp_path / name}")
+        database = Database(fresh_database_url(tmp_path, name))
         upgrade(database.engine)
         entries = [
             (a, f"uid={a.code},ou=agencies") for a in load_agencies(demo_file("agencies.csv"))

@@ -7,10 +7,11 @@ from pathlib import Path
 from govnode.store import tokens
 from govnode.store.database import Database
 from govnode.store.migrate import upgrade
+from govnode.testing.databases import fresh_database_url
 
 
 def database(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db = Database(fresh_database_url(tmp_path, "db.sqlite"))
     upgrade(db.engine)
     return db
 
