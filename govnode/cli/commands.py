@@ -57,7 +57,8 @@ def _load(home: Path, *, read_secrets: bool = True) -> Config:
 def _database_problem(exc: SQLAlchemyError | DatabaseUnavailable) -> str:
     """The driver's own words (`unable to open database file`), without SQLAlchemy's links."""
     original = getattr(exc, "orig", None)
-    return str(original if original is not None else exc)
+    # One line: libpq puts its hints on lines of their own.
+    return " ".join(str(original if original is not None else exc).split())
 
 
 def _database(config: Config, *, check: bool = True) -> Database:

@@ -181,7 +181,8 @@ def _unavailable(exc: Exception) -> Exception:
     if isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
-        return DatabaseUnavailable(str(exc.orig))
+        # One line: libpq adds hints on lines of their own ("\n\tIs the server running...").
+        return DatabaseUnavailable(" ".join(str(exc.orig).split()))
     return exc
 
 

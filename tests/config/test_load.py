@@ -98,5 +98,5 @@ def test_attachments_live_in_the_data_dir_unless_configured(tmp_path: Path) -> N
     assert shared.node.attachments == Path("/srv/govnode/attachments")
     relative = text.replace("/srv/govnode/attachments", "../shared")
     assert load_config(write_home(tmp_path, relative)).node.attachments == tmp_path / "../shared"
-    with pytest.raises(ConfigError, match="node.attachments_dir"):
+    with pytest.raises(ConfigError, match=r"node\.attachments_dir"):
         load_config(write_home(tmp_path, text.replace('"/srv/govnode/attachments"', "7")))
