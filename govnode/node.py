@@ -41,6 +41,7 @@ from govnode.hooks.routing import route_override
 from govnode.pki import signing
 from govnode.pki.authority import NodeAuthority
 from govnode.pki.ca import certificate_not_after
+from govnode.pki.crl_sync import crl_behind
 from govnode.pki.errors import PkiError
 from govnode.pki.peers import Peers
 from govnode.pki.tls import ServerTLS
@@ -585,6 +586,9 @@ class Node(MultiService):
             if self.primary and self.authority.crl_due(now=now):
                 self.authority.publish_crl(now=now)
                 said.append((LogLevel.info, "CRL re-published before its next update"))
+            elif self.primary and not is_sqlite(self.db.engine) and crl_behind(self.authority):
+                self.authority.publish_crl(now=now)  # another server revoked a certificate
+                said.append((LogLevel.info, "CRL re-published with another server's revocations"))
         except (PkiError, DatabaseUnavailable, OSError, ValueError) as exc:
             said.append((LogLevel.error, f"cannot re-publish the CRL: {exc}"))
         try:

@@ -16,6 +16,7 @@ from govnode.config import CONFIG_NAME, load_config
 from govnode.pki.identity import node_id_from_certificate
 from govnode.store.database import make_engine
 from govnode.store.migrate import current_revision, head_revision
+from govnode.testing.databases import fresh_database_url
 from tests.cli.support import NODE_NAME, certificate, crl, mode, run, snapshot
 
 DNS_NAMES = ["govnode.kb.gov.ir", "localhost"]
@@ -197,6 +198,11 @@ def test_init_refuses_a_home_that_is_a_file(
         pytest.param(["--api-listen", "everywhere"], ["--api-listen", "host:port"], id="api"),
         pytest.param(["--admin-listen", "127.0.0.1:99999"], ["--admin-listen"], id="admin"),
         pytest.param(["--ldap-url", "http://ldap"], ["--ldap-url", "ldap://"], id="ldap-url"),
+        pytest.param(
+            ["--database-url", "mysql://govnode:pw-hidden@db/govnode"],
+            ["--database-url", "mysql://govnode:***@db/govnode"],
+            id="database-url",
+        ),
         pytest.param(["--name", "kb\udcff"], [CONFIG_NAME], id="name-not-utf8"),
         pytest.param(
             ["--ldap-password-file", "/nonexistent/password"],
@@ -228,3 +234,19 @@ def test_init_uses_govnode_home_when_no_home_is_given(
     assert result.code == 0, result.err
     assert f"created in {home}" in result.out
     assert load_config(home / CONFIG_NAME, read_secrets=False).node.id == "kb"
+
+
+def test_init_creates_the_schema_in_the_database_it_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = fresh_database_url(tmp_path, "given.db")  # a new PostgreSQL database in that run
+    home = tmp_path / "kb"
+    result = run(capsys, *init_argv(home, "--database-url", url))
+    assert result.code == 0, result.err
+    assert load_config(home / CONFIG_NAME, read_secrets=False).database.url == url
+    assert not (home / "data" / "govnode.db").exists()
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()

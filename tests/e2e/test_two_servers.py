@@ -26,9 +26,10 @@ from govnode.config import CONFIG_NAME
 from govnode.testing.databases import home_engine
 from govnode.testing.home import configure
 from govnode.testing.process import NodeProcess
-from govnode.testing.pytest_plugin import make_node_home
+from govnode.testing.pytest_plugin import NodeHome, make_node_home
 from govnode.testing.slapd import Slapd
 from tests.e2e.test_crash import Submitter
+from tests.e2e.test_tls_refusals import HANDSHAKE_REFUSED, handshake
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -41,6 +42,21 @@ def share_attachments(home: Path, folder: Path) -> None:
     line = '# attachments_dir = "data/attachments"'
     assert line in text_
     path.write_text(text_.replace(line, f'attachments_dir = "{folder}"'), encoding="utf-8")
+
+
+def two_homes(root: Path, slapd: Slapd, codes: tuple[str, ...]) -> tuple[NodeHome, Path]:
+    """Two homes of one node: the same PKI and database.url, their own data_dir
+    and ports, one shared attachments folder (root/shared-attachments)."""
+    (root / "one").mkdir()
+    first = make_node_home(root / "one", slapd, codes=codes)
+    second = root / "two" / "kb"
+    shutil.copytree(first.path, second)
+    shutil.rmtree(second / "data")
+    (second / "data").mkdir(mode=0o750)
+    for home in (first.path, second):
+        share_attachments(home, root / "shared-attachments")
+        configure(home, processes=1)
+    return first, second
 
 
 def wait_for(condition: object, seconds: float) -> bool:
@@ -58,16 +74,8 @@ def test_two_servers_share_one_database_and_the_survivor_carries_on(
     seed = int(os.environ.get("GOVNODE_CRASH_SEED", random.randrange(2**32)))
     print(f"two-server test seed {seed}")
     rng = random.Random(seed)
-    (tmp_path / "one").mkdir()
-    first = make_node_home(tmp_path / "one", govnode_slapd, codes=("edu",))
-    second_home = tmp_path / "two" / "kb"
-    shutil.copytree(first.path, second_home)  # the same PKI and database.url
-    shutil.rmtree(second_home / "data")
-    (second_home / "data").mkdir(mode=0o750)
+    first, second_home = two_homes(tmp_path, govnode_slapd, ("edu",))
     shared = tmp_path / "shared-attachments"
-    for home in (first.path, second_home):
-        share_attachments(home, shared)
-        configure(home, processes=1)
     files = first.clients["edu"]
     one = NodeProcess(first.path).start()
     assert wait_for(lambda: TAKE_OVER in one.log_tail(200), 15), one.log_tail()
@@ -165,3 +173,25 @@ def test_two_servers_share_one_database_and_the_survivor_carries_on(
     assert tuple(events) == (2 * total, 2 * total), "a recipient was delivered twice"
     assert tuple(inbox) == (2 * total, 2 * total), "two deliveries share an inbox position"
     assert govnode(["--home", str(second_home), "audit", "verify"]) == 0
+
+
+def test_a_revocation_made_on_one_server_is_enforced_by_the_other(
+    tmp_path: Path, govnode_slapd: Slapd
+) -> None:
+    first, second_home = two_homes(tmp_path, govnode_slapd, ("edu", "tax"))
+    tax, edu = first.clients["tax"], first.clients["edu"]
+    with NodeProcess(second_home) as two:
+        assert handshake(two, tax.ca, tax.cert, tax.key) == 401
+        # On the first server's home: the database and its own CRL file.
+        assert govnode(["--home", str(first.path), "agency", "revoke", "tax"]) == 0
+
+        def refused() -> bool:
+            try:
+                handshake(two, tax.ca, tax.cert, tax.key)
+            except HANDSHAKE_REFUSED:
+                return True
+            return False
+
+        assert wait_for(refused, 10), "the other server still accepts the revoked certificate"
+        assert handshake(two, edu.ca, edu.cert, edu.key) == 401
+        assert "CRL re-published with another server's revocations" in two.log_tail(200)
