@@ -291,8 +291,9 @@ class Node(MultiService):
             _Periodic(
                 "audit checkpoint", CHECKPOINT_INTERVAL, self._leading(self._checkpoint), self.clock
             ).setServiceParent(self)
-        if config.listen.processes > 1:
-            # Letters registered by the other processes wake this one's event streams.
+        if config.listen.processes > 1 or not is_sqlite(self.db.engine):
+            # Letters registered by the other processes (or, on PostgreSQL, the
+            # other servers) wake this one's event streams.
             _Periodic(
                 "event stream wake-ups", EVENT_POLL_INTERVAL, self._wake_streams, self.clock
             ).setServiceParent(self)

@@ -26,8 +26,9 @@ from govnode.config import CONFIG_NAME
 from govnode.testing.databases import home_engine
 from govnode.testing.home import configure
 from govnode.testing.process import NodeProcess
-from govnode.testing.pytest_plugin import NodeHome, make_node_home
+from govnode.testing.pytest_plugin import NodeHome, client_for, make_node_home
 from govnode.testing.slapd import Slapd
+from tests.api.test_events import Stream, send
 from tests.e2e.test_crash import Submitter
 from tests.e2e.test_tls_refusals import HANDSHAKE_REFUSED, handshake
 
@@ -195,3 +196,31 @@ def test_a_revocation_made_on_one_server_is_enforced_by_the_other(
         assert wait_for(refused, 10), "the other server still accepts the revoked certificate"
         assert handshake(two, edu.ca, edu.cert, edu.key) == 401
         assert "CRL re-published with another server's revocations" in two.log_tail(200)
+
+
+def test_a_stream_on_one_server_hears_of_a_letter_sent_through_the_other(
+    tmp_path: Path, govnode_slapd: Slapd
+) -> None:
+    first, second_home = two_homes(tmp_path, govnode_slapd, ("edu", "welfare"))
+    with NodeProcess(first.path) as one, NodeProcess(second_home) as two:
+        welfare = client_for(first, two, "welfare")
+        edu = client_for(first, one, "edu")
+        try:
+            assert welfare.login("welfare", "demo-welfare").status == 200
+            assert edu.login("edu", "demo-edu").status == 200
+            listening = Stream(first, two, "welfare", str(welfare.token))
+            assert listening.response.status == 200
+            letter_id = send(edu, "welfare", "از سرور دیگر")
+            heard = False
+            try:
+                for frame in listening.frames(time.monotonic() + 10):
+                    if frame.event == "letter" and frame.data and frame.data["id"] == letter_id:
+                        heard = True
+                        break
+            except TimeoutError:
+                pass  # nothing came for the stream's whole timeout
+            listening.close()
+        finally:
+            welfare.close()
+            edu.close()
+    assert heard, "the stream on the other server never heard of the letter"
