@@ -248,9 +248,9 @@ class Node(MultiService):
             clock=self.clock,
             on_delivered=self._delivered,
             # The primary starts before any other process of this node: no
-            # transfer leased before it started is still under way (on SQLite;
-            # on PostgreSQL other servers' leases may be, and run out instead).
-            recover_leases=self.primary and is_sqlite(self.db.engine),
+            # transfer leased before it started is still under way. (Another
+            # server's may be, on PostgreSQL: sent twice, the peer stores it once.)
+            recover_leases=self.primary,
         )
         agency_api = AgencyApi(
             node_id=config.node.id,
@@ -280,17 +280,25 @@ class Node(MultiService):
         self.leadership = Leadership(config.database.url, reactor=reactor)
         if self.primary:  # the upkeep of the node, done once
             self.leadership.setServiceParent(self)
-            self.leadership.on_lead.extend([self.sync_directory, self._checkpoint])
-            _Periodic(
+            sync = _Periodic(
                 "directory sync",
                 config.ldap.sync_interval,
                 self._leading(self.sync_directory),
                 self.clock,
-            ).setServiceParent(self)
+            )
+            sync.setServiceParent(self)
             _Periodic("purge", PURGE_INTERVAL, self._purge, self.clock).setServiceParent(self)
-            _Periodic(
+            checkpoint = _Periodic(
                 "audit checkpoint", CHECKPOINT_INTERVAL, self._leading(self._checkpoint), self.clock
-            ).setServiceParent(self)
+            )
+            checkpoint.setServiceParent(self)
+            # Taking the lead: the upkeep a follower skipped runs now (logged as the jobs log).
+            self.leadership.on_lead.extend(
+                [
+                    partial(sync._run_async, self.sync_directory),
+                    partial(checkpoint._run_async, self._checkpoint),
+                ]
+            )
         if config.listen.processes > 1 or not is_sqlite(self.db.engine):
             # Letters registered by the other processes (or, on PostgreSQL, the
             # other servers) wake this one's event streams.

@@ -183,7 +183,7 @@ def thd_record_receipts(
             continue  # not answered for: stays claimed until the lease ends, then retried
         status = RecipientStatus(receipt.status)
         final = status in (RecipientStatus.DELIVERED, RecipientStatus.FAILED)
-        conn.execute(
+        moved = conn.execute(
             update(recipients)
             .where(recipients.c.id == row.id, recipients.c.status == RecipientStatus.QUEUED)
             .values(
@@ -193,6 +193,10 @@ def thd_record_receipts(
                 delivered_at=now if status is RecipientStatus.DELIVERED else None,
             )
         )
+        if moved.rowcount == 0:
+            # Answered already: a transfer sent twice (a lease that ran out, or
+            # recovered at a server's start while another still sent it).
+            continue
         changed.append(row.address)
         trail.append(
             {

@@ -3,7 +3,7 @@ that move a letter's recipients forward and never back."""
 
 from __future__ import annotations
 
-from govnode.domain.envelope import Receipt
+from govnode.domain.envelope import Receipt, SignedReceipt
 from govnode.domain.ids import derived_ulid, new_ulid
 from govnode.domain.letters import parse_submission
 from govnode.store import letters, mailbox, notices, outbound
@@ -111,3 +111,37 @@ def test_notices_move_a_recipient_forward_never_back_and_count_once(db: Database
     assert "failed" not in statuses  # a contradiction is not shown to the sender
     assert claim(db, T0 + 10 * DAY) == []  # nothing to send any more
     assert item.envelope.destination == "center"
+
+
+def test_a_transfer_sent_twice_is_answered_once(db: Database) -> None:
+    """A lease ran out (or was recovered at a server's start) while the first
+    transfer was still under way: both get the peer's receipt."""
+    letter_id = send_to_center(db)
+    (first,) = claim(db, T0)
+    (second,) = claim(db, T0 + outbound.LEASE)
+    assert second.envelope.id == first.envelope.id
+    delivered = SignedReceipt(
+        Receipt(
+            first.envelope.id,
+            letter_id,
+            "center",
+            "presidency@center",
+            "delivered",
+            int((T0 + 1) * 1000),
+        ),
+        "signature",
+    )
+    assert db.run_sync(outbound.thd_record_receipts, first, [delivered], now=T0 + 1) == [
+        "presidency@center"
+    ]
+    assert db.run_sync(outbound.thd_record_receipts, second, [delivered], now=T0 + 130) == []
+    (recipient,) = shown(db, letter_id).recipients
+    assert [e.status for e in recipient.events].count("delivered") == 1
+    assert (
+        db.run_sync(
+            lambda conn: conn.exec_driver_sql(
+                "SELECT count(*) FROM audit WHERE kind = 'letter.delivered'"
+            ).scalar_one()
+        )
+        == 1
+    )
