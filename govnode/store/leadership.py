@@ -86,6 +86,8 @@ class Leadership(Service):
 
     def _outcome(self, held: bool) -> None:
         self._busy = None
+        if not self.running:
+            return  # stopped meanwhile: the session is closed, and nothing is led
         was = self.leader
         if held != was:
             self._log.info(

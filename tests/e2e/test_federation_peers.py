@@ -234,7 +234,9 @@ def test_a_running_node_watches_its_peers(nodes: Nodes) -> None:
         while time.monotonic() < deadline:
             with urllib.request.urlopen(f"{kb.admin_url}/metrics", timeout=10) as answer:
                 text = answer.read().decode()
-            if 'govnode_peer_up{peer="center"} 1.0' in text:
+            # The log line comes after the peer's directory is fetched (a database write).
+            up = 'govnode_peer_up{peer="center"} 1.0' in text
+            if up and "peer center is up" in kb.log_tail(200):
                 break
             time.sleep(0.2)
         assert 'govnode_peer_up{peer="center"} 1.0' in text
