@@ -63,6 +63,11 @@ def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
         type=Path,
         help="file holding the LDAP service password (copied into the home)",
     )
+    init.add_argument(
+        "--data-dir",
+        help="where the database and attachments live (default: data/ in the home); "
+        "an empty or new folder, e.g. /var/lib/govnode",
+    )
     init.set_defaults(run=commands.init)
 
     agency = sub.add_parser("agency", help="enroll, revoke and list agencies")
