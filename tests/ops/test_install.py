@@ -142,7 +142,9 @@ def installed(govnode_slapd: Slapd, ports: tuple[str, str]) -> Iterator[Installe
         after_init = install(root)
         before = moments(root)
         settled = install(root)
-        uid, gid = (int(account(root, "passwd")[2]), int(account(root, "group")[2]))
+        uid, gid = os.getuid(), os.getgid()  # not root: no user made, files stay ours
+        if AS_ROOT:
+            uid, gid = int(account(root, "passwd")[2]), int(account(root, "group")[2])
         yield Installed(root, first, again, after_init, settled, before, uid, gid)
     finally:
         shutil.rmtree(parent)
