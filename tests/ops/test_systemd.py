@@ -138,3 +138,28 @@ def test_the_service_may_write_where_the_node_writes_and_nowhere_in_its_config()
     password = home / values.ldap_password_file
     for path in (home / CONFIG_NAME, password, Path(INSTALLED_GOVNODE)):
         assert not may_write(path), path
+
+
+WX_PROBE = """
+from OpenSSL import SSL
+from govnode.pki.tls import _verify_or_pinned
+
+def writable_executable():
+    with open("/proc/self/maps") as maps:
+        return {line for line in maps if "w" in line.split()[1] and "x" in line.split()[1]}
+
+before = writable_executable()
+SSL.Context(SSL.TLS_METHOD).set_verify(SSL.VERIFY_PEER, _verify_or_pinned(frozenset()))
+print(len(writable_executable() - before))
+"""
+
+
+def test_memory_deny_write_execute_stays_off_because_tls_callbacks_need_it() -> None:
+    """The verify callback for pinned peers (and Twisted's own) is a cffi callback
+    in writable+executable memory, which MemoryDenyWriteExecute=yes forbids. When
+    this fails, pyOpenSSL no longer needs it: turn the option on."""
+    assert "MemoryDenyWriteExecute" not in settings(UNIT)
+    probe = subprocess.run(
+        [sys.executable, "-c", WX_PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert int(probe.stdout) >= 1, "a new writable and executable mapping"
