@@ -134,6 +134,7 @@ def installed(govnode_slapd: Slapd, ports: tuple[str, str]) -> Iterator[Installe
     parent = Path(tempfile.mkdtemp(prefix="govnode-install-"))
     parent.chmod(0o755)
     root = parent / "root"
+    (root / "etc" / "supervisor" / "conf.d").mkdir(parents=True)  # supervisor is installed
     try:
         first = install(root)
         again = install(root)
@@ -177,6 +178,8 @@ def test_the_first_run_makes_the_user_the_folders_the_venv_and_the_unit(
     unit = root / "etc" / "systemd" / "system" / "govnode.service"
     assert unit.read_bytes() == (REPO / "systemd" / "govnode.service").read_bytes()
     assert owner(unit) == (0, 0, "0o644")
+    program = root / "etc" / "supervisor" / "conf.d" / "govnode.conf"
+    assert program.read_bytes() == (REPO / "etc" / "supervisord.conf").read_bytes()
     for shared in ("govnode.service", "low-ports.conf", "supervisord.conf", "README.md"):
         assert (root / "opt" / "govnode" / "share" / shared).is_file()
 
