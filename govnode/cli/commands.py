@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import os
 import re
@@ -156,6 +157,7 @@ def _init_values(args: argparse.Namespace, home: Path) -> InitValues:
         ldap_bind_dn=args.ldap_bind_dn or f"cn=govnode,ou=services,{base_dn}",
         database_url=args.database_url or InitValues().database_url,
     )
+    values = _with_data_dir(values, args.data_dir, keep_url=args.database_url is not None)
     # The config that init would write must load: check it now, against the
     # final path, so that a refusal names the option and no staging folder.
     try:
@@ -171,11 +173,54 @@ def _init_values(args: argparse.Namespace, home: Path) -> InitValues:
     return values
 
 
+def _with_data_dir(values: InitValues, data_dir: str | None, *, keep_url: bool) -> InitValues:
+    """`--data-dir`: the data folder, and the SQLite database in it (unless
+    `--database-url` named another database)."""
+    if data_dir is None:
+        return values
+    if not data_dir.strip():
+        raise CliError("--data-dir: give a folder, e.g. /var/lib/govnode")
+    if keep_url:
+        return dataclasses.replace(values, data_dir=data_dir)
+    database_url = f"sqlite:///{Path(data_dir) / 'govnode.db'}"
+    return dataclasses.replace(values, data_dir=data_dir, database_url=database_url)
+
+
+def _outside_data_dir(home: Path, values: InitValues) -> Path | None:
+    """A `--data-dir` outside the home, checked to be missing or empty: init may
+    fill it, and must not mix a new database into another node's state."""
+    folder = Path(os.path.abspath(home / values.data_dir))
+    if folder.is_relative_to(home):
+        return None
+    try:
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise CliError(f"--data-dir: {folder} already holds files; refusing to mix in a node")
+    except OSError as exc:
+        raise CliError(f"--data-dir: cannot look into {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
+def _empty_data_dir(folder: Path | None, *, made: bool) -> None:
+    """Undo what a failed init wrote into an outside data folder."""
+    if folder is None or not folder.exists():
+        return
+    if made:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def init(args: argparse.Namespace) -> int:
     # abspath, not absolute(): `--home x/..` must have a real name for the staging folder.
     home = Path(os.path.abspath(args.home))
     _check_home_is_new(home)
     values = _init_values(args, home)
+    data_outside = _outside_data_dir(home, values)
+    made_data = data_outside is not None and not data_outside.exists()
     # Build the whole home beside its final place, then rename: a failed init
     # leaves nothing half-made behind.
     try:
@@ -188,6 +233,7 @@ def init(args: argparse.Namespace) -> int:
             staging.rename(home)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            _empty_data_dir(data_outside, made=made_data)
             raise
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename and exc.filename != str(home) else ""
@@ -213,7 +259,7 @@ def init(args: argparse.Namespace) -> int:
 
 def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> None:
     staging.mkdir(mode=0o750)
-    for folder, mode in (("pki", 0o700), ("data", 0o750), ("secrets", 0o700)):
+    for folder, mode in (("pki", 0o700), ("secrets", 0o700)):
         (staging / folder).mkdir(mode=mode)
     password = b""
     if args.ldap_password_file is not None:
@@ -226,6 +272,7 @@ def _build_home(staging: Path, values: InitValues, args: argparse.Namespace) -> 
     write_private(staging / values.ldap_password_file, password)
     write_atomic(staging / CONFIG_NAME, render_config(values).encode("utf-8"), mode=0o640)
     config = _load(staging, read_secrets=False)
+    config.node.data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)  # data/ or --data-dir
     moment = now()
     authority_cert = ca.create_ca(values.node_id, values.node_name, now=moment)
     write_atomic(config.tls.ca_cert, authority_cert.cert_pem)

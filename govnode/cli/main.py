@@ -67,6 +67,9 @@ def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
         "--database-url",
         help="database.url to write (default: the SQLite file data/govnode.db); "
         "postgresql://USER@HOST/DB for an existing PostgreSQL database",
+        "--data-dir",
+        help="where the database and attachments live (default: data/ in the home); "
+        "an empty or new folder, e.g. /var/lib/govnode",
     )
     init.set_defaults(run=commands.init)
 

@@ -23,6 +23,7 @@ class InitValues:
     ldap_bind_dn: str = "cn=govnode,ou=services,dc=kb,dc=gov,dc=ir"
     ldap_password_file: str = "secrets/ldap-bind-password"  # noqa: S105 - a path
     database_url: str = "sqlite:///data/govnode.db"
+    data_dir: str = "data"
     plugins: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -38,7 +39,7 @@ id = {_toml(v.node_id)}
 # Human name of the node (Persian is fine).
 name = {_toml(v.node_name)}
 # Where the database (SQLite), attachments and other state live.
-data_dir = "data"
+data_dir = {_toml(v.data_dir)}
 # Where attachment files live (default: data_dir/attachments). Several servers
 # sharing one PostgreSQL database must share this folder too (NFS or the like).
 # attachments_dir = "data/attachments"
