@@ -33,6 +33,13 @@ RENEW_COMMANDS = {
 }
 """What renews each of the node's own certificates (shown beside a warning)."""
 
+LABELS = {
+    "ca": "CA certificate",
+    "server": "server certificate",
+    "node": "node certificate",
+    "crl": "CRL",
+}
+
 
 class Standing(StrEnum):
     OK = "ok"
@@ -54,6 +61,10 @@ class Held:
     @property
     def renew(self) -> str:
         return RENEW_COMMANDS[self.name]
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.name]
 
     def left(self, now: datetime) -> timedelta | None:
         return None if self.not_after is None else self.not_after - now
@@ -103,13 +114,13 @@ def _certificate(name: str, path: Path, what: str) -> Held:
 def describe(held: Held, now: datetime) -> str:
     """One line for a human: what, where, until when, how long left, what renews it."""
     if held.not_after is None:
-        return f"{held.name} {held.path}: {held.problem}"
+        return f"{held.label} {held.path}: {held.problem}"
     left = held.left(now)
     assert left is not None
     until = "next update" if held.name == "crl" else "valid until"
-    text = f"{held.name} {held.path} {until} {held.not_after:%Y-%m-%d %H:%M} UTC"
+    text = f"{held.label} {held.path} {until} {held.not_after:%Y-%m-%d %H:%M} UTC"
     if left <= timedelta(0):
-        return f"{text} (EXPIRED {-left.days} days ago); renew: {held.renew}"
+        return f"{text} (EXPIRED {(-left).days} days ago); renew: {held.renew}"
     text += f" ({left.days} days left)"
     if held.standing(now) is Standing.WARN:
         text += f"; renew: {held.renew}"
@@ -147,7 +158,7 @@ class Said:
 
 def log_entries(held: Sequence[Held], now: datetime) -> list[tuple[str, Standing, str]]:
     """What the node says of its own certificates: one entry per certificate."""
-    return [(h.name, h.standing(now), f"certificate {describe(h, now)}") for h in held]
+    return [(h.name, h.standing(now), describe(h, now)) for h in held]
 
 
 def agencies_entry(codes: Sequence[str]) -> tuple[str, Standing, str]:
