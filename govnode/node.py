@@ -336,7 +336,7 @@ class Node(MultiService):
             self.admin_listener.setServiceParent(self)
         self._last_event: int | None = None
         self.federation_listener: _Listener | None = None
-        peers = Peers(config.peers)
+        peers = self.peers = Peers(config.peers)
         self.peer_directories: PeerDirectories | None = None
         if self.primary and config.peers:
             self.peer_directories = PeerDirectories(
@@ -601,7 +601,8 @@ class Node(MultiService):
                 self.federation_tls.reload()
             elif not self.federation_tls.reload_if_changed():
                 return False
-        except PkiError as exc:
+            self.peers.reload_cas()  # who is who, after the handshake: the same CAs
+        except (PkiError, ValueError) as exc:
             said.append((LogLevel.error, f"federation: keeping the old TLS settings: {exc}"))
             return False
         said.append((LogLevel.info, "federation TLS certificate and peer CAs reloaded"))

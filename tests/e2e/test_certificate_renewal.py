@@ -29,7 +29,7 @@ from cryptography import x509
 from govnode.pki import ca
 from govnode.pki.files import write_atomic
 from govnode.testing.client import AgencyClient, tls_context
-from govnode.testing.home import ClientFiles, configure
+from govnode.testing.home import ClientFiles, add_peer, configure, init_home
 from govnode.testing.process import NodeProcess
 from govnode.testing.pytest_plugin import NodeHome, make_node_home
 from govnode.testing.slapd import Slapd
@@ -258,5 +258,97 @@ def test_expiring_certificates_are_logged_at_start_and_in_metrics(
             lambda: metric(process, "govnode_agency_certificates_expiring", expiring) == 0,
             "the gauge still counts the renewed agency",
         )
+    finally:
+        process.stop()
+
+
+# -- federation: the node certificate and the peers' CAs ---------------------------
+
+
+def hello(connection: http.client.HTTPSConnection) -> int:
+    connection.request("GET", "/federation/v1/hello")
+    answer = connection.getresponse()
+    answer.read()
+    return answer.status
+
+
+def peer_connection(
+    process: NodeProcess, ca_file: Path, cert: Path, key: Path
+) -> http.client.HTTPSConnection:
+    parts = urlsplit(process.federation_url)
+    return http.client.HTTPSConnection(
+        parts.hostname or "127.0.0.1",
+        parts.port,
+        context=tls_context(ca_file, cert, key),
+        timeout=10,
+    )
+
+
+def test_federation_takes_a_renewed_node_certificate_and_a_peers_new_ca_on_sighup(
+    tmp_path: Path, govnode_slapd: Slapd
+) -> None:
+    """kb with one peer, center (not running: only its certificates are used here)."""
+    center_home = tmp_path / "center"
+    center = init_home(center_home, govnode_slapd, node_id="center", name="center")
+    (tmp_path / "kb-root").mkdir()
+    kb = make_node_home(tmp_path / "kb-root", govnode_slapd, codes=())
+    add_peer(kb.path, center, "https://127.0.0.1:9")
+    configure(kb.path, reload_interval=3600.0, processes=1, federation="127.0.0.1:0")
+    kb_ca = kb.config.tls.ca_cert
+    center_tls = center.tls
+    # center after a CA rollover: a new CA and a node certificate from it.
+    now = datetime.now(UTC)
+    new_ca = ca.create_ca("center", "center, new CA", now=now)
+    new_node = ca.issue_node_certificate(
+        new_ca.cert_pem,
+        new_ca.key_pem,
+        node_id="center",
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
+        now=now,
+    )
+    new_cert, new_key = tmp_path / "center-new.pem", tmp_path / "center-new.key"
+    new_cert.write_bytes(new_node.cert_pem)
+    new_key.write_bytes(new_node.key_pem)
+
+    process = NodeProcess(kb.path).start()
+    try:
+        established = peer_connection(process, kb_ca, center_tls.node_cert, center_tls.node_key)
+        assert hello(established) == 200
+        later = peer_connection(process, kb_ca, new_cert, new_key)
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.RemoteDisconnected)):
+            hello(later)
+        later.close()
+
+        renewed = govnode(kb, "cert", "renew", "node")
+        assert renewed.returncode == 0, renewed.stderr
+        peer_ca = kb.path / "peers" / "center-ca.pem"
+        write_atomic(peer_ca, peer_ca.read_bytes() + new_ca.cert_pem)
+        process.signal(signal.SIGHUP)
+
+        new_serial = x509.load_pem_x509_certificate(
+            kb.config.tls.node_cert.read_bytes()
+        ).serial_number
+
+        def renewed_and_trusted() -> bool:
+            """A new connection of center's new certificate: let in, named center
+            (200, not 403), and served kb's renewed node certificate."""
+            fresh = peer_connection(process, kb_ca, new_cert, new_key)
+            try:
+                if hello(fresh) != 200:
+                    return False
+                der = fresh.sock.getpeercert(binary_form=True)
+            except (ssl.SSLError, ConnectionError, http.client.RemoteDisconnected):
+                return False  # not reloaded yet
+            finally:
+                fresh.close()
+            assert der is not None
+            return x509.load_der_x509_certificate(der).serial_number == new_serial
+
+        eventually(renewed_and_trusted, "the renewed node certificate and center's new CA")
+        sock = established.sock
+        assert hello(established) == 200
+        assert established.sock is sock, "the peer's connection was dropped"
+        established.close()
     finally:
         process.stop()
