@@ -164,6 +164,7 @@ def cert_renew(args: argparse.Namespace) -> int:
             print(f"CRL published: {config.tls.crl}")
             print(f"  a running node uses it within {config.tls.reload_interval:g} s")
             return 0
+        _check_server_names(config)
         renewed = renewal.renew(
             config, db, args.which, now=now(), valid_days=args.days, actor=operator()
         )
@@ -194,6 +195,20 @@ def cert_renew(args: argparse.Namespace) -> int:
             "peers that trust this node's CA need nothing"
         )
     return 0
+
+
+def _check_server_names(config: Config) -> None:
+    """The names the certificate will carry, checked as `init` checks --dns and --ip."""
+    where = f"{config.path}: tls.server_names"
+    if not config.tls.server_names:
+        raise CliError(f"{where} is empty: list the DNS names and IP addresses clients use")
+    dns, _ips = renewal.split_names(config.tls.server_names)
+    for name in dns:
+        if not commands._DNS_NAME.fullmatch(name):
+            raise CliError(
+                f"{where}: {name!r} is not a DNS name or IP address (ASCII letters, digits, "
+                "'-' and dots; an internationalised name in its xn-- form)"
+            )
 
 
 # -- agency renew ------------------------------------------------------------

@@ -270,3 +270,17 @@ def test_agency_renew_refuses_to_overwrite_the_agencys_files(
     assert result.code == 2
     assert f"{tmp_path / 'edu' / 'cert.pem'} exists; refusing to overwrite" in result.err
     assert len(audit_records(govnode, "agency.enrolled")) == 1
+
+
+def test_renew_refuses_bad_server_names_naming_the_key(govnode: Govnode) -> None:
+    pki = govnode.home / "pki"
+    before = (pki / "server.pem").read_bytes()
+    configure(govnode.home, server_names=["localhost", "bad_name!"])
+    result = govnode("cert", "renew", "server")
+    assert result.code == 2
+    assert "govnode.toml: tls.server_names: 'bad_name!' is not a DNS name" in result.err
+    configure(govnode.home, server_names=[])
+    result = govnode("cert", "renew", "server")
+    assert result.code == 2
+    assert "govnode.toml: tls.server_names is empty" in result.err
+    assert (pki / "server.pem").read_bytes() == before
