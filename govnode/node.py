@@ -44,6 +44,7 @@ from govnode.pki.errors import PkiError
 from govnode.pki.expiry import (
     EXPIRY_WARNING,
     ExpiryWarnings,
+    Held,
     Standing,
     agencies_entry,
     held_certificates,
@@ -608,7 +609,7 @@ class Node(MultiService):
         said.append((LogLevel.info, "federation TLS certificate and peer CAs reloaded"))
         return True
 
-    def _gauge_expiry(self, now: datetime) -> list[Any]:
+    def _gauge_expiry(self, now: datetime) -> list[Held]:
         """Set govnode_certificate_expiry_seconds from the files; returns what was read."""
         held = held_certificates(self.config.tls)
         for item in held:
@@ -639,8 +640,11 @@ class Node(MultiService):
     async def reload_now(self) -> None:
         """SIGHUP: reload certificates, CA and CRL whether or not they changed."""
         self._tell(await self._in_thread(lambda: self.reload_files(force=True)))
-        if self.primary:
-            await self._check_expiry()  # after `agency renew`, the gauge follows at once
+        if self.primary:  # after `agency renew`, the gauge follows at once
+            try:
+                await self._check_expiry()
+            except DatabaseUnavailable as exc:
+                self._log.error("certificate expiry: {error}", error=str(exc))
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
         result: T = await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), work)
