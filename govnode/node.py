@@ -40,9 +40,17 @@ from govnode.hooks.manager import Plugins, load_plugins
 from govnode.hooks.routing import route_override
 from govnode.pki import signing
 from govnode.pki.authority import NodeAuthority
-from govnode.pki.ca import certificate_not_after
 from govnode.pki.crl_sync import crl_behind
 from govnode.pki.errors import PkiError
+from govnode.pki.expiry import (
+    EXPIRY_WARNING,
+    ExpiryWarnings,
+    Held,
+    Standing,
+    agencies_entry,
+    held_certificates,
+    log_entries,
+)
 from govnode.pki.peers import Peers
 from govnode.pki.tls import ServerTLS
 from govnode.processes import SharedSocketEndpoint
@@ -51,7 +59,7 @@ from govnode.relay.notice_sender import NoticeSender
 from govnode.relay.peer_check import check_peer
 from govnode.relay.sender import FederationSender
 from govnode.relay.worker import DeliveryWorker
-from govnode.store import audit, letters, mailbox, tokens
+from govnode.store import audit, certificates, letters, mailbox, tokens
 from govnode.store import directory as directory_store
 from govnode.store.blobs import BlobStore
 from govnode.store.database import Database, DatabaseUnavailable, is_sqlite
@@ -65,6 +73,7 @@ EVENT_POLL_INTERVAL = 0.1  # seconds between looks for other processes' events
 PEER_CHECK_INTERVAL = 60  # seconds between hellos to each peer
 PEER_DIRECTORY_INTERVAL = 300  # seconds between fetches of each peer's directory
 PURGE_INTERVAL = 3600  # seconds between removals of expired tokens and old login failures
+EXPIRY_CHECK_INTERVAL = 3600  # seconds between looks at certificate expiry (logged once a day)
 
 
 class _Started(Service):
@@ -276,10 +285,15 @@ class Node(MultiService):
         _Periodic(
             "certificate reload", config.tls.reload_interval, self._reload_certificates, self.clock
         ).setServiceParent(self)
+        self._expiry_warnings = ExpiryWarnings()
+        self.federation_tls: ServerTLS | None = None
         # Several servers on one PostgreSQL: one leads the upkeep (see leadership.py).
         self.leadership = Leadership(config.database.url, reactor=reactor)
         if self.primary:  # the upkeep of the node, done once
             self.leadership.setServiceParent(self)
+            _Periodic(
+                "certificate expiry", EXPIRY_CHECK_INTERVAL, self._check_expiry, self.clock
+            ).setServiceParent(self)
             sync = _Periodic(
                 "directory sync",
                 config.ldap.sync_interval,
@@ -346,14 +360,14 @@ class Node(MultiService):
             self.admin_listener.setServiceParent(self)
         self._last_event: int | None = None
         self.federation_listener: _Listener | None = None
-        peers = Peers(config.peers)
+        peers = self.peers = Peers(config.peers)
         self.peer_directories: PeerDirectories | None = None
         if self.primary and config.peers:
             self.peer_directories = PeerDirectories(
                 config=config, db=self.db, peers=peers, routing=self.routing, reactor=reactor
             )
         if self.primary and config.peers:
-            federation_tls = ServerTLS(
+            federation_tls = self.federation_tls = ServerTLS(
                 cert_path=config.tls.node_cert,
                 key_path=config.tls.node_key,
                 ca_path=[peer.ca_cert for peer in peers.ca_files if peer.ca_cert is not None],
@@ -610,22 +624,62 @@ class Node(MultiService):
                 said.append((LogLevel.info, "TLS certificates and CRL reloaded"))
         except PkiError as exc:
             said.append((LogLevel.error, f"keeping the old TLS settings: {exc}"))
-        for name, path in (
-            ("server", self.config.tls.server_cert),
-            ("ca", self.config.tls.ca_cert),
-        ):
-            try:
-                not_after = certificate_not_after(path.read_bytes())
-            except (OSError, ValueError):
-                continue  # reported by the reload above
-            self.metrics.certificate_expiry.labels(certificate=name).set(
-                (not_after - now).total_seconds()
-            )
+        changed = self._reload_federation(force, said) or changed
+        self._gauge_expiry(now)
         return changed, said
+
+    def _reload_federation(self, force: bool, said: list[tuple[LogLevel, str]]) -> bool:
+        """The federation listener's node certificate and peers' CAs, like the agency API's."""
+        if self.federation_tls is None:
+            return False
+        try:
+            if force:
+                self.federation_tls.reload()
+            elif not self.federation_tls.reload_if_changed():
+                return False
+            self.peers.reload_cas()  # who is who, after the handshake: the same CAs
+        except (PkiError, ValueError) as exc:
+            said.append((LogLevel.error, f"federation: keeping the old TLS settings: {exc}"))
+            return False
+        said.append((LogLevel.info, "federation TLS certificate and peer CAs reloaded"))
+        return True
+
+    def _gauge_expiry(self, now: datetime) -> list[Held]:
+        """Set govnode_certificate_expiry_seconds from the files; returns what was read."""
+        held = held_certificates(self.config.tls)
+        for item in held:
+            if item.not_after is not None:
+                self.metrics.certificate_expiry.labels(certificate=item.name).set(
+                    (item.not_after - now).total_seconds()
+                )
+        return held
+
+    async def _check_expiry(self) -> None:
+        """Gauges, and a warning in the log 30 days ahead (an error once expired),
+        each certificate at start and then once a day."""
+        now = self.now()
+        held = await self._in_thread(lambda: self._gauge_expiry(now))
+        codes = await self.db.read(
+            certificates.thd_agencies_expiring,
+            now=now.timestamp(),
+            until=(now + EXPIRY_WARNING).timestamp(),
+        )
+        self.metrics.agency_certificates_expiring.labels(within=f"{EXPIRY_WARNING.days}d").set(
+            len(codes)
+        )
+        entries = [*log_entries(held, now), agencies_entry(codes)]
+        for said in self._expiry_warnings.due(entries, now):
+            level = LogLevel.warn if said.standing is Standing.WARN else LogLevel.error
+            self._log.emit(level, "{message}", message=said.message)
 
     async def reload_now(self) -> None:
         """SIGHUP: reload certificates, CA and CRL whether or not they changed."""
         self._tell(await self._in_thread(lambda: self.reload_files(force=True)))
+        if self.primary:  # after `agency renew`, the gauge follows at once
+            try:
+                await self._check_expiry()
+            except DatabaseUnavailable as exc:
+                self._log.error("certificate expiry: {error}", error=str(exc))
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
         result: T = await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), work)

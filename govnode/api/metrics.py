@@ -42,10 +42,17 @@ class Metrics:
         )
         self.certificate_expiry = Gauge(
             "govnode_certificate_expiry_seconds",
-            "Seconds until a node certificate expires",
+            "Seconds until a node certificate (ca, server, node) or the CRL (crl) expires",
             ["certificate"],
             registry=self.registry,
             multiprocess_mode="livemin",
+        )
+        self.agency_certificates_expiring = Gauge(
+            "govnode_agency_certificates_expiring",
+            "Agencies whose newest valid certificate expires within the window (30d)",
+            ["within"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.letters_registered = Counter(
             "govnode_letters_registered", "Letters registered", registry=self.registry

@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import tomllib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +30,7 @@ from govnode.pki.authority import NodeAuthority
 from govnode.pki.errors import PkiError
 from govnode.pki.files import read_pem, write_atomic, write_private
 from govnode.relay.peer_check import PeerStatus, check_peer
-from govnode.store import audit, certificates, directory, outbound, queue_admin
+from govnode.store import audit, directory, outbound, queue_admin
 from govnode.store.database import Database, DatabaseUnavailable
 from govnode.store.migrate import (
     SchemaOutOfDate,
@@ -40,8 +40,6 @@ from govnode.store.migrate import (
     upgrade,
 )
 from govnode.store.urls import shown_url
-
-EXPIRY_WARNING = timedelta(days=30)
 
 
 def now() -> datetime:
@@ -362,26 +360,45 @@ def agency_enroll(args: argparse.Namespace) -> int:
         raise CliError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     if args.force and record.status is AgencyStatus.ACTIVE:
         authority.revoke(code, now=now(), reason="superseded by a new enrollment")
-    try:
-        issued = authority.enroll(code, now=now(), valid_days=args.days)
-    except PkiError as exc:
-        raise CliError(str(exc)) from None
-    try:
-        write_atomic(out / "cert.pem", issued.cert_pem)
-        write_private(out / "key.pem", issued.key_pem)
-        write_atomic(out / "ca.pem", read_pem(config.tls.ca_cert, "the node CA certificate"))
-    except PkiError as exc:
-        authority.revoke(code, now=now(), reason="enrollment failed: files not written")
-        raise CliError(
-            f"{exc}; the certificate just issued is revoked again, {code} is not enrolled",
-            EXIT_PROBLEM,
-        ) from None
+    issued = issue_agency_files(config, authority, code, out, days=args.days)
     print(f"enrolled {code}@{config.node.id} ({record.agency.name_fa})")
     print(
         f"  certificate {out / 'cert.pem'}, key {out / 'key.pem'} (mode 0600), CA {out / 'ca.pem'}"
     )
     print(f"  sha256 {issued.fingerprint_sha256}, valid until {issued.not_after:%Y-%m-%d}")
     return 0
+
+
+def issue_agency_files(
+    config: Config,
+    authority: NodeAuthority,
+    code: str,
+    out: Path,
+    *,
+    days: int | None,
+    csr_pem: bytes | None = None,
+) -> ca.Issued:
+    """Issue `code` a certificate and write cert.pem, key.pem (none for a CSR) and ca.pem
+    into `out` (which exists); if the files cannot be written the certificate is
+    revoked again. Shared by `agency enroll` and `agency renew`."""
+    try:
+        issued = authority.enroll(code, now=now(), valid_days=days, csr_pem=csr_pem)
+    except PkiError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        write_atomic(out / "cert.pem", issued.cert_pem)
+        if csr_pem is None:
+            write_private(out / "key.pem", issued.key_pem)
+        write_atomic(out / "ca.pem", read_pem(config.tls.ca_cert, "the node CA certificate"))
+    except PkiError as exc:
+        authority.revoke_serial(
+            code, issued.serial, now=now(), reason="enrollment failed: files not written"
+        )
+        raise CliError(
+            f"{exc}; the certificate just issued is revoked again ({code} has no new one)",
+            EXIT_PROBLEM,
+        ) from None
+    return issued
 
 
 def agency_revoke(args: argparse.Namespace) -> int:
@@ -681,34 +698,27 @@ def check(args: argparse.Namespace) -> int:
         report(True, f"ldap {', '.join(config.ldap.urls)} (service account binds)")
     except DirectoryUnavailable as exc:
         report(False, f"ldap: {exc}")
-    moment = now()
-    for name, path in (
-        ("CA", config.tls.ca_cert),
-        ("server", config.tls.server_cert),
-        ("node", config.tls.node_cert),
-    ):
-        try:
-            not_after = ca.certificate_not_after(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            report(False, f"{name} certificate {path}: {exc}")
-            continue
-        left = not_after - moment
-        report(
-            left > EXPIRY_WARNING,
-            f"{name} certificate {path} valid until {not_after:%Y-%m-%d} ({left.days} days)",
-        )
-    try:
-        next_update = ca.crl_next_update(config.tls.crl.read_bytes())
-        report(next_update > moment, f"CRL {config.tls.crl} next update {next_update:%Y-%m-%d}")
-    except (OSError, ValueError) as exc:
-        report(False, f"CRL {config.tls.crl}: {exc}")
-    if count is not None:
-        soon = (moment + EXPIRY_WARNING).timestamp()
-        for record in db.run_sync(certificates.thd_all):
-            if record.revoked_at is None and moment.timestamp() < record.not_after <= soon:
-                expires = datetime.fromtimestamp(record.not_after, UTC)
-                report(False, f"agency {record.agency} certificate expires {expires:%Y-%m-%d}")
-    print("all checks passed" if not problems else f"{problems} problem(s)")
+    from govnode.cli.certs import report_certificates
+
+    warnings = 0
+
+    def report_level(level: str, message: str) -> None:
+        nonlocal warnings
+        if level == "WARN":
+            warnings += 1
+            print(f"WARN   {message}")
+        else:
+            report(level == "ok", message)
+
+    report_certificates(config, db if count is not None else None, report_level)
+    if getattr(args, "strict", False):
+        problems += warnings  # monitoring: a certificate to renew is worth a page
+    if problems:
+        print(f"{problems} problem(s)")
+    elif warnings:
+        print(f"no problems, {warnings} warning(s): renew before it is too late (--strict fails)")
+    else:
+        print("all checks passed")
     return 0 if not problems else EXIT_PROBLEM
 
 

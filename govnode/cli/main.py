@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from govnode.cli import client, commands, peer_admin, plugins, queue_admin
+from govnode.cli import certs, client, commands, peer_admin, plugins, queue_admin
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.hooks.manager import Plugins
 from govnode.pki.errors import PkiError
@@ -170,9 +170,15 @@ def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
     peers.add_argument("--json", action="store_true", help="JSON instead of a table")
     peers.set_defaults(run=commands.peers)
 
-    sub.add_parser(
+    check = sub.add_parser(
         "check", help="validate config, reach LDAP and the database, report expiring certificates"
-    ).set_defaults(run=commands.check)
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings (a certificate expiring within 30 days) fail too: for monitoring",
+    )
+    check.set_defaults(run=commands.check)
     serve = sub.add_parser("serve", help="run the node in the foreground")
     # Used by the primary process to start the others (listen.processes).
     serve.add_argument("--secondary-of", type=int, default=None, help=argparse.SUPPRESS)
@@ -184,6 +190,7 @@ def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
     )
 
     client.add_parser(sub)
+    certs.add_parsers(sub, agency_sub, _days)
     plugins.add_commands(sub, loaded)
 
     db = sub.add_parser("db", help="the database schema")

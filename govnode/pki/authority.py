@@ -60,6 +60,20 @@ def _revoke_agency(conn: Connection, code: str, *, now: float, reason: str) -> l
     return serials
 
 
+def _revoke_one(conn: Connection, code: str, serial: str, *, now: float, reason: str) -> bool:
+    revoked = certificates.thd_revoke_serial(conn, serial, now=now, reason=reason)
+    if revoked:
+        audit.thd_append(
+            conn,
+            "agency.revoked",
+            actor="operator",
+            subject=code,
+            at=now,
+            detail={"serials": [serial], "reason": reason},
+        )
+    return revoked
+
+
 def _crl_contents(conn: Connection) -> tuple[int, list[tuple[int, float]]]:
     """The next CRL number and the revoked certificates, read in one transaction."""
     return certificates.thd_next_crl_number(conn), certificates.thd_revoked(conn)
@@ -110,6 +124,15 @@ class NodeAuthority:
         if serials:
             self.publish_crl(now=now)
         return serials
+
+    def revoke_serial(self, code: str, serial: int, *, now: datetime, reason: str) -> bool:
+        """Revoke one certificate of `code` (its others stay valid); publish the CRL."""
+        revoked = self.db.run_sync(
+            _revoke_one, code, format(serial, "x"), now=_timestamp(now), reason=reason
+        )
+        if revoked:
+            self.publish_crl(now=now)
+        return revoked
 
     def signing_key(self) -> bytes:
         """The node's signing key, made on first use (homes made before it existed)."""

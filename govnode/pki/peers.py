@@ -46,6 +46,19 @@ class Peers:
                     error=str(exc),
                 )
 
+    def reload_cas(self) -> None:
+        """Re-read the peers' CA files (SIGHUP), all or none: ValueError or OSError
+        naming the file keeps the CAs in use."""
+        cas: dict[str, list[x509.Certificate]] = {}
+        for peer in self._peers.values():
+            if peer.ca_cert is None:
+                continue
+            try:
+                cas[peer.id] = x509.load_pem_x509_certificates(peer.ca_cert.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{peer.ca_cert}: peer {peer.id}'s CA: {exc}") from exc
+        self._cas = cas
+
     def verifier(self, node: str) -> Verifier | None:
         """What checks the signatures of `node`, if we have its key: a peer's
         from the configuration, another node's as a peer's directory served it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, func, select, update
 
 from govnode.domain.agency import AgencyStatus
 from govnode.store.records import CertificateRecord
@@ -121,3 +121,33 @@ def status_of(
             return AgencyStatus.ACTIVE, record
         revoked = revoked or record.revoked_at is not None
     return (AgencyStatus.SUSPENDED if revoked else AgencyStatus.PENDING), None
+
+
+def thd_agencies_expiring(conn: Connection, *, now: float, until: float) -> list[str]:
+    """Agencies whose last valid certificate runs out between `now` and `until`.
+
+    An agency that already holds a newer certificate (`agency renew`) is not
+    listed: its old one may expire unnoticed.
+    """
+    latest = (
+        select(certificates.c.agency, func.max(certificates.c.not_after).label("not_after"))
+        .where(certificates.c.revoked_at.is_(None), certificates.c.not_before <= now)
+        .group_by(certificates.c.agency)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(latest.c.agency)
+        .where(latest.c.not_after > now, latest.c.not_after <= until)
+        .order_by(latest.c.agency)
+    )
+    return [str(code) for code in rows.scalars()]
+
+
+def thd_revoke_serial(conn: Connection, serial: str, *, now: float, reason: str) -> bool:
+    """Revoke one certificate by its hex serial; False when unknown or already revoked."""
+    done = conn.execute(
+        update(certificates)
+        .where(certificates.c.serial == serial, certificates.c.revoked_at.is_(None))
+        .values(revoked_at=now, revoke_reason=reason)
+    )
+    return bool(done.rowcount)

@@ -336,7 +336,12 @@ def test_check_passes_on_a_fresh_home(govnode: Govnode) -> None:
     assert f"{len(DEMO_AGENCIES)} agencies cached" in result.out
 
 
-def test_check_fails_on_a_server_certificate_that_expires_within_30_days(
+def warnings(output: str) -> list[str]:
+    """The WARN lines of `govnode check`."""
+    return [line for line in output.splitlines() if line.startswith("WARN")]
+
+
+def test_check_warns_of_a_server_certificate_that_expires_within_30_days(
     govnode: Govnode,
 ) -> None:
     pki = govnode.home / "pki"
@@ -353,21 +358,56 @@ def test_check_fails_on_a_server_certificate_that_expires_within_30_days(
 
     result = govnode("check")
 
+    # A warning, not a failure: the node works for ten more days.
+    assert result.code == 0, result.out
+    assert failures(result.out) == []
+    [warning] = warnings(result.out)
+    assert f"server certificate {pki / 'server.pem'}" in warning
+    assert f"valid until {soon.not_after:%Y-%m-%d}" in warning
+    assert "(9 days left); renew: govnode cert renew server" in warning
+    assert result.out.splitlines()[-1].startswith("no problems, 1 warning(s)")
+    strict = govnode("check", "--strict")
+    assert strict.code == 1
+    assert strict.out.splitlines()[-1] == "1 problem(s)"
+
+
+def test_check_fails_on_an_expired_server_certificate(govnode: Govnode) -> None:
+    pki = govnode.home / "pki"
+    expired = ca.issue_server_certificate(
+        (pki / "ca.pem").read_bytes(),
+        (pki / "ca.key").read_bytes(),
+        node_id="kb",
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
+        now=datetime.now(UTC) - timedelta(days=3),
+        valid_days=1,
+    )
+    write_atomic(pki / "server.pem", expired.cert_pem)
+    result = govnode("check")
     assert result.code == 1
     [failure] = failures(result.out)
     assert f"server certificate {pki / 'server.pem'}" in failure
-    assert f"valid until {soon.not_after:%Y-%m-%d}" in failure
-    assert result.out.splitlines()[-1] == "1 problem(s)"
+    assert "EXPIRED 2 days ago); renew: govnode cert renew server" in failure
 
 
-def test_check_fails_on_an_agency_certificate_that_expires_within_30_days(
+def test_check_warns_of_agency_certificates_that_expire_within_30_days(
     govnode: Govnode, tmp_path: Path
 ) -> None:
-    cert = enroll(govnode, "welfare", tmp_path / "welfare", "--days", "10")
+    enroll(govnode, "welfare", tmp_path / "welfare", "--days", "10")
+    enroll(govnode, "edu", tmp_path / "edu", "--days", "20")
+    enroll(govnode, "roads", tmp_path / "roads")
     result = govnode("check")
-    assert result.code == 1
-    assert failures(result.out) == [
-        f"FAIL   agency welfare certificate expires {cert.not_valid_after_utc:%Y-%m-%d}"
+    assert result.code == 0, result.out
+    assert warnings(result.out) == [
+        "WARN   2 agency certificate(s) expire within 30 days: edu, welfare; "
+        "renew: govnode agency renew CODE --out DIR"
+    ]
+    # Renewed: the new certificate counts, the old one may run out.
+    assert govnode("agency", "renew", "welfare", "--out", tmp_path / "welfare-2").code == 0
+    result = govnode("check")
+    assert warnings(result.out) == [
+        "WARN   1 agency certificate(s) expire within 30 days: edu; "
+        "renew: govnode agency renew CODE --out DIR"
     ]
 
 
