@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from govnode.cli import client, commands, peer_admin, plugins, queue_admin
+from govnode.cli import client, commands, peer_admin, plugins, queue_admin, status
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.hooks.manager import Plugins
 from govnode.pki.errors import PkiError
@@ -176,6 +176,7 @@ def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
     )
 
     client.add_parser(sub)
+    status.add_parser(sub)
     plugins.add_commands(sub, loaded)
 
     db = sub.add_parser("db", help="the database schema")
