@@ -43,7 +43,9 @@ def observe_deliveries(metrics: Metrics, done: list[Delivered]) -> None:
 class QueueGauges:
     _log = Logger()
 
-    def __init__(self, *, db: Database, metrics: Metrics, node_id: str, clock: IReactorTime):
+    def __init__(
+        self, *, db: Database, metrics: Metrics, node_id: str, clock: IReactorTime
+    ) -> None:
         self._db = db
         self._metrics = metrics
         self._node_id = node_id
