@@ -243,7 +243,8 @@ def test_a_running_node_watches_its_peers(nodes: Nodes) -> None:
         )
         assert expiry is not None
         assert float(expiry.group(1)) > 300 * 86400
-        assert "peer center is up" in kb.log_tail(200)
+        # The line comes after the directory fetch that follows the hello.
+        assert wait_for(lambda: "peer center is up" in kb.log_tail(200))
 
 
 # -- letters from kb to center's agencies ------------------------------------
