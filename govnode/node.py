@@ -15,7 +15,6 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web import server
 from twisted.web.server import Site
 
@@ -24,6 +23,7 @@ from govnode.api.agency import AgencyApi
 from govnode.api.auth import Authenticator
 from govnode.api.federation import FederationApi
 from govnode.api.hub import EventHub
+from govnode.api.letter_metrics import QueueGauges, observe_deliveries
 from govnode.api.limits import limited_request
 from govnode.api.metrics import Metrics
 from govnode.api.plugin_routes import PluginSupport
@@ -51,6 +51,7 @@ from govnode.pki.expiry import (
     held_certificates,
     log_entries,
 )
+from govnode.pki.handshake import CountingTLSFactory
 from govnode.pki.peers import Peers
 from govnode.pki.tls import ServerTLS
 from govnode.processes import SharedSocketEndpoint
@@ -199,11 +200,16 @@ class Node(MultiService):
         self._reactor: Any = reactor
         self.clock: IReactorTime = clock or reactor
         self.metrics = Metrics()
+        if self.primary:  # `govnode status` shows the uptime
+            self.metrics.start_time.labels(node=config.node.id).set(self.clock.seconds())
         self.db = Database(
             config.database.url, reactor=reactor, pool_size=config.database.pool_size
         )
         self.directory = LdapDirectory(
-            config.ldap, reactor=reactor, observe_latency=self.metrics.observe_ldap
+            config.ldap,
+            reactor=reactor,
+            observe_latency=self.metrics.observe_ldap,
+            count_error=self.metrics.count_ldap_error,
         )
         self.authority = NodeAuthority(config.tls, config.node.id, self.db)
         self.tls = ServerTLS(
@@ -279,6 +285,9 @@ class Node(MultiService):
         admin_api = AdminApi(
             checks={"database": self._check_database, "ldap": self.directory.ping},
             metrics=self.metrics,
+            refresh=QueueGauges(
+                db=self.db, metrics=self.metrics, node_id=config.node.id, clock=self.clock
+            ).refresh,
         )
         _Started("database", self.db.start, self.db.stop).setServiceParent(self)
         _Started("ldap", self.directory.start, self.directory.stop).setServiceParent(self)
@@ -349,7 +358,14 @@ class Node(MultiService):
         if config.listen.processes > 1:
             api_endpoint = self.shared_api = SharedSocketEndpoint(reactor, api, inherited=secondary)
         self.api_listener = _Listener(
-            "agency api", api_endpoint, TLSMemoryBIOFactory(self.tls, False, agency_site)
+            "agency api",
+            api_endpoint,
+            CountingTLSFactory(
+                self.tls,
+                False,
+                agency_site,
+                count=partial(self.metrics.count_handshake_failure, "api"),
+            ),
         )
         self.api_listener.setServiceParent(self)
         self.admin_listener: _Listener | None = None
@@ -402,7 +418,12 @@ class Node(MultiService):
             self.federation_listener = _Listener(
                 "federation",
                 _endpoint(reactor, config.listen.federation),
-                TLSMemoryBIOFactory(federation_tls, False, federation_site),
+                CountingTLSFactory(
+                    federation_tls,
+                    False,
+                    federation_site,
+                    count=partial(self.metrics.count_handshake_failure, "federation"),
+                ),
             )
             self.federation_listener.setServiceParent(self)
         if config.peers:
@@ -419,6 +440,7 @@ class Node(MultiService):
                 ).inc(),
                 on_change=self.hub.notify,
                 wake=self.worker.wake,
+                on_outcome=self._relay_outcome,
             )
             self.worker.notice_sender = NoticeSender(
                 config=config, db=self.db, sign=self._sign, reactor=reactor, routing=self.routing
@@ -583,7 +605,16 @@ class Node(MultiService):
         results = Counter(item.status for item in done)
         for result, count in results.items():
             self.metrics.letters_delivered.labels(result=result).inc(count)
+        observe_deliveries(self.metrics, done)
         self.hub.notify([item.address for item in done] + [item.sender for item in done])
+
+    def _relay_outcome(self, result: str, registered_at: float, recipients: int) -> None:
+        """Letters handed to the next node, or given up on, by the federation sender."""
+        self.metrics.letters_delivered.labels(result=result).inc(recipients)
+        if result == "relayed":
+            self.metrics.delivery_seconds.labels(path="relayed").observe(
+                max(0.0, self.clock.seconds() - registered_at)
+            )
 
     async def _reload_certificates(self) -> None:
         """Pick up a new CRL or certificate (revocations take effect in seconds)."""

@@ -18,9 +18,17 @@ class AdminApi:
     app = Klein()
     _log = Logger()
 
-    def __init__(self, *, checks: Mapping[str, HealthCheck], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        checks: Mapping[str, HealthCheck],
+        metrics: Metrics,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """`refresh`: sets the gauges read from the database, before each scrape."""
         self._checks = checks
         self._metrics = metrics
+        self._refresh = refresh
 
     @app.route("/healthz", methods=["GET"])
     async def healthz(self, request: IRequest) -> bytes:
@@ -42,6 +50,8 @@ class AdminApi:
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     @app.route("/metrics", methods=["GET"])
-    def metrics(self, request: IRequest) -> bytes:
+    async def metrics(self, request: IRequest) -> bytes:
+        if self._refresh is not None:
+            await self._refresh()
         request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
         return self._metrics.render()

@@ -199,6 +199,7 @@ class Authenticator:
     ) -> None:
         """Count and log a refused login with the agency and certificate that tried."""
         self._metrics.logins.labels(result=result).inc()
+        fields.setdefault("agency", client.agency)
         self._log.warn(
             "login of {username!r} refused ("
             + result

@@ -143,9 +143,10 @@ class FederationApi:
             for address, status, detail in accepted.outcome
         ]
         self._log.info(
-            "envelope {envelope} of letter {letter} from {peer} {what}",
+            "envelope {envelope} of letter {letter_id} of {agency} from {peer} {what}",
             envelope=envelope.id,
-            letter=envelope.letter_id,
+            letter_id=envelope.letter_id,
+            agency=envelope.sender,
             peer=peer.id,
             what="replayed" if accepted.replayed else "stored",
         )

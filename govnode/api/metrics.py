@@ -59,7 +59,7 @@ class Metrics:
         )
         self.letters_delivered = Counter(
             "govnode_letters_delivered",
-            "Recipients reached or given up on, by result (delivered, failed)",
+            "Recipients reached or given up on, by result (delivered, relayed, failed, expired)",
             ["result"],
             registry=self.registry,
         )
@@ -104,11 +104,67 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The letter path, the queues, refused handshakes and LDAP failures.
+        self.submit_seconds = Histogram(
+            "govnode_submit_seconds",
+            "Time from a letter's request to its 201 answer",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.delivery_seconds = Histogram(
+            "govnode_delivery_seconds",
+            "Time from registration to the inbox (local) or to the next node (relayed)",
+            ["path"],
+            buckets=(0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 4 * 3600, 86400, 5 * 86400),
+            registry=self.registry,
+        )
+        self.queue_recipients = Gauge(
+            "govnode_queue_recipients",
+            "Recipients waiting for another node, per destination node (held ones too)",
+            ["destination"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.queue_oldest_seconds = Gauge(
+            "govnode_queue_oldest_seconds",
+            "Age of the oldest letter waiting for the destination node (0: none waits)",
+            ["destination"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.ldap_errors = Counter(
+            "govnode_ldap_errors",
+            "LDAP operations that failed, by operation and kind "
+            "(unreachable, timeout, service_account, other)",
+            ["operation", "kind"],
+            registry=self.registry,
+        )
+        self.start_time = Gauge(
+            "govnode_start_time_seconds",
+            "When the node's primary process started (Unix time), labelled with the node id",
+            ["node"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.tls_handshake_failures = Counter(
+            "govnode_tls_handshake_failures",
+            "TLS handshakes refused, by listener and reason "
+            "(no_certificate, unknown_ca, expired, revoked, other)",
+            ["listener", "reason"],
+            registry=self.registry,
+        )
+
     def count_plugin_error(self, plugin: str, hook: str) -> None:
         self.plugin_hook_errors.labels(plugin=plugin, hook=hook).inc()
 
     def observe_ldap(self, operation: str, seconds: float) -> None:
         self.ldap_seconds.labels(operation=operation).observe(seconds)
+
+    def count_ldap_error(self, operation: str, kind: str) -> None:
+        self.ldap_errors.labels(operation=operation, kind=kind).inc()
+
+    def count_handshake_failure(self, listener: str, reason: str) -> None:
+        self.tls_handshake_failures.labels(listener=listener, reason=reason).inc()
 
     def render(self) -> bytes:
         shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

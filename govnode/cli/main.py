@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from govnode.cli import certs, client, commands, peer_admin, plugins, queue_admin
+from govnode.cli import certs, client, commands, peer_admin, plugins, queue_admin, status
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.hooks.manager import Plugins
 from govnode.pki.errors import PkiError
@@ -67,6 +67,8 @@ def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
         "--database-url",
         help="database.url to write (default: the SQLite file data/govnode.db); "
         "postgresql://USER@HOST/DB for an existing PostgreSQL database",
+    )
+    init.add_argument(
         "--data-dir",
         help="where the database and attachments live (default: data/ in the home); "
         "an empty or new folder, e.g. /var/lib/govnode",
@@ -191,6 +193,7 @@ def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
 
     client.add_parser(sub)
     certs.add_parsers(sub, agency_sub, _days)
+    status.add_parser(sub)
     plugins.add_commands(sub, loaded)
 
     db = sub.add_parser("db", help="the database schema")

@@ -153,6 +153,8 @@ def run_async(
         db.stop()
     if "error" in outcome:
         raise outcome["error"]
+    if "value" not in outcome:  # the reactor stopped first: Ctrl-C (SIGINT)
+        raise KeyboardInterrupt
     result: T = outcome["value"]
     return result
 

@@ -10,15 +10,9 @@ from types import FrameType
 from typing import Any
 
 from twisted.internet import defer
-from twisted.logger import (
-    FilteringLogObserver,
-    Logger,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
+from twisted.logger import Logger, globalLogBeginner
 
+from govnode import logs
 from govnode.config import Config
 from govnode.hooks.errors import PluginError
 from govnode.hooks.manager import Plugins
@@ -30,6 +24,7 @@ from govnode.processes import (
     use_shared_metrics,
     watch_parent,
 )
+from govnode.runtime import write_running
 
 _log = Logger()
 
@@ -44,11 +39,11 @@ def serve(
     from twisted.internet import reactor as default_reactor
 
     reactor: Any = default_reactor
-    # Info and above: per-letter details are debug (the audit log holds every letter).
-    observer = FilteringLogObserver(
-        textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.info)]
+    # `[log]`: JSON lines or text; per-letter details are debug (the audit log
+    # holds every letter).
+    globalLogBeginner.beginLoggingTo(
+        [logs.observer(config.log, sys.stderr)], redirectStandardIO=False
     )
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     several = config.listen.processes > 1
     if secondary_of is None:
         lock = config.node.data_dir / "serve.lock"
@@ -106,6 +101,7 @@ def serve(
         federation_url = await node.federation_url()
         federation = f" federation={federation_url}" if federation_url else ""
         processes = f" processes={config.listen.processes}" if several else ""
+        _tell_status(config, api_url, admin_url)
         print(
             f"govnode ready: {config.node.id} {api_url} admin={admin_url}{federation}{processes}",
             flush=True,
@@ -127,6 +123,16 @@ def serve(
     )
     reactor.run()
     return outcome["code"]
+
+
+def _tell_status(config: Config, api_url: str, admin_url: str) -> None:
+    """Where `govnode status` finds this node (its config may say port 0)."""
+    try:
+        write_running(
+            config.node.data_dir, node_id=config.node.id, api_url=api_url, admin_url=admin_url
+        )
+    except OSError as exc:
+        _log.warn("govnode status will not find this node: {error}", error=str(exc))
 
 
 def _freeze_startup_objects() -> None:

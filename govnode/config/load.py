@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from govnode.config.errors import ConfigError
 from govnode.config.model import (
+    LOG_LEVELS,
     AttributeMap,
     Config,
     DatabaseSection,
@@ -25,6 +26,7 @@ from govnode.config.model import (
     LdapSection,
     LimitsSection,
     ListenSection,
+    LogSection,
     NodeSection,
     PeerSection,
     PluginsSection,
@@ -339,6 +341,16 @@ def _federation(s: _Section, peers: tuple[PeerSection, ...]) -> FederationSectio
     )
 
 
+def _log(s: _Section) -> LogSection:
+    format_ = s.string("format", "auto")
+    if format_ not in ("auto", "json", "text"):
+        raise s.error("format", f'must be "json", "text" or "auto", not {format_!r}')
+    level = s.string("level", "info")
+    if level not in LOG_LEVELS:
+        raise s.error("level", f"must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    return LogSection(format=format_, level=level)
+
+
 def _section(root: _Section, name: str, build: Callable[[_Section], T]) -> T:
     section = root.table_of(name)
     value = build(section)
@@ -381,6 +393,7 @@ def parse_config(
         plugins=_section(root, "plugins", _plugins),
         peers=(peers := _all_peers(root, node.id, peers_file)),
         federation=_section(root, "federation", lambda s: _federation(s, peers)),
+        log=_section(root, "log", _log),
     )
     root.check_unknown()
     return config

@@ -131,6 +131,16 @@ class FederationSection:
     lifetime: float = 5 * 86400.0  # then a letter expires with a reason
 
 
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+"""`[log] level` values, from the most talkative (Twisted's level names)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogSection:
+    format: str = "auto"  # json, text, or auto: json unless stderr is a terminal
+    level: str = "info"  # debug, info, warn, error, critical
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path
@@ -143,6 +153,7 @@ class Config:
     plugins: PluginsSection
     federation: FederationSection = field(default_factory=FederationSection)
     peers: tuple[PeerSection, ...] = ()
+    log: LogSection = field(default_factory=LogSection)
 
     @property
     def home(self) -> Path:

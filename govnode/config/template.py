@@ -136,6 +136,15 @@ enabled = {_toml(list(v.plugins))}
 # Plugins never to load, even when installed.
 blocked = []
 
+[log]
+# "json": one JSON object per line (time, level, message, letter_id, agency,
+# peer, ...) for journald and log shippers; "text": Twisted's text lines;
+# "auto": JSON unless stderr is a terminal. Bodies, subjects, passwords and
+# tokens are never logged.
+format = "auto"
+# debug (every letter registered and delivered), info, warn, error or critical.
+level = "info"
+
 [federation]
 # Where letters for other nodes go, like a mail relay host. A province sends
 # everything to the national center: default_route = "center" (a peer below).

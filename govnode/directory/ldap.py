@@ -22,7 +22,9 @@ from ldap3.core.exceptions import (
     LDAPException,
     LDAPInvalidCredentialsResult,
     LDAPNoSuchObjectResult,
+    LDAPResponseTimeoutError,
     LDAPSizeLimitExceededResult,
+    LDAPSocketReceiveError,
 )
 from ldap3.utils.dn import parse_dn
 from twisted.internet.interfaces import IReactorThreads
@@ -56,6 +58,19 @@ def _first(entry: Any, attribute: str) -> str | None:
     return None if values is None else str(values)
 
 
+def unavailable_kind(exc: DirectoryUnavailable) -> str:
+    """unreachable (no server answered), timeout, service_account (our bind refused)
+    or other: what an operator looks at first."""
+    cause = exc.__cause__
+    if isinstance(cause, LDAPInvalidCredentialsResult):
+        return "service_account"
+    if cause is None:
+        return "unreachable"
+    if isinstance(cause, LDAPResponseTimeoutError | LDAPSocketReceiveError | TimeoutError):
+        return "timeout"
+    return "other"
+
+
 class LdapDirectory:
     """Search-then-bind login and agency listing against the configured directory."""
 
@@ -67,10 +82,13 @@ class LdapDirectory:
         *,
         reactor: IReactorThreads | None = None,
         observe_latency: LatencyObserver | None = None,
+        count_error: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`count_error(operation, kind)`: an operation found the directory unavailable."""
         self._config = config
         self._reactor = reactor
         self._observe = observe_latency or (lambda _op, _seconds: None)
+        self._count_error = count_error or (lambda _op, _kind: None)
         self._pool = ThreadPool(minthreads=0, maxthreads=config.pool_size, name="govnode-ldap")
         attributes = config.attributes
         self._agency_attributes = [
@@ -98,6 +116,9 @@ class LdapDirectory:
             started = time.monotonic()
             try:
                 return fn()
+            except DirectoryUnavailable as exc:
+                self._count_error(operation, unavailable_kind(exc))
+                raise
             finally:
                 self._observe(operation, time.monotonic() - started)
 

@@ -210,6 +210,15 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A plugin's part of `govnode status`: `lines` for the terminal (under a
+    heading with the plugin's name), `facts` (JSON values) for `--json`."""
+
+    lines: Sequence[str]
+    facts: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class PluginInfo:
     name: str
     version: str

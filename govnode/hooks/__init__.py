@@ -24,6 +24,7 @@ from govnode.domain.plugins import (
     Registered,
     Reply,
     Route,
+    StatusReport,
 )
 from govnode.hooks.actor import operator
 from govnode.hooks.api import NodeApi, PluginStore
@@ -66,6 +67,7 @@ __all__ = [
     "Registered",
     "Reply",
     "Route",
+    "StatusReport",
     "check_csr",
     "day_start",
     "hookimpl",

@@ -98,10 +98,10 @@ class EventDispatcher(Service):
                         await outcome
                 except Exception:  # noqa: BLE001 - logged and counted; the letter goes on
                     self._log.failure(
-                        "plugin {plugin} failed on event {kind} of letter {letter}",
+                        "plugin {plugin} failed on event {kind} of letter {letter_id}",
                         plugin=name,
                         kind=event.kind,
-                        letter=event.letter_id,
+                        letter_id=event.letter_id,
                     )
                     self._api.count_error(name, "govnode_letter_event")
         if last != cursor:

@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from govnode.domain.plugins import Draft, LetterEvent, Route
+from govnode.domain.plugins import Draft, LetterEvent, Route, StatusReport
 from govnode.hooks.markers import hookspec
 from govnode.hooks.settings import PluginSettings
 
@@ -142,4 +142,14 @@ def govnode_letter_event(api: NodeApi, event: LetterEvent) -> Awaitable[None] | 
     the last events may come again (`event.id` tells them apart).
     Failure: logged and counted; the letter goes on untouched and the next
     events are still handed on.
+    """
+
+
+@hookspec
+def govnode_status(api: NodeApi) -> Awaitable[StatusReport | None] | None:
+    """The plugin's part of `govnode status`, the operator's dashboard: a few
+    lines and their facts as JSON, or None for nothing to show. Awaitable.
+    Called by the command (not the daemon) at each refresh, with the database
+    open; keep it to a few queries.
+    Failure: the dashboard shows that the plugin failed, and the rest.
     """

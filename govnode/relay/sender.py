@@ -55,8 +55,12 @@ class FederationSender:
         count_refused: Callable[[str], None],
         on_change: Callable[[list[str]], None],
         wake: Callable[[], None] = lambda: None,
+        on_outcome: Callable[[str, float, int], None] = lambda _result, _at, _count: None,
     ) -> None:
+        """`on_outcome(result, registered_at, recipients)`: a letter relayed, failed or
+        expired (the metrics)."""
         self._config = config
+        self._on_outcome = on_outcome
         self._db = db
         self._blobs = blobs
         self._peers = peers
@@ -97,7 +101,7 @@ class FederationSender:
             try:
                 await self._send(item)
             except Exception:  # noqa: BLE001 - the next letters must still go
-                self._log.failure("sending letter {letter}", letter=item.envelope.letter_id)
+                self._log.failure("sending letter {letter_id}", letter_id=item.envelope.letter_id)
 
     async def _send(self, item: outbound.Outgoing) -> None:
         envelope = item.envelope
@@ -105,11 +109,13 @@ class FederationSender:
             hop = self.routing.next_hop(envelope.destination)
         except NoRoute as exc:
             await self._db.run(outbound.thd_fail, item, str(exc), now=self._reactor.seconds())
+            self._given_up(item, "failed", str(exc))
             return
         peer = self._by_id.get(hop or "")
         if peer is None:
             reason = f"next hop {hop} is not a configured peer"
             await self._db.run(outbound.thd_fail, item, reason, now=self._reactor.seconds())
+            self._given_up(item, "failed", reason)
             return
         slot = self._slots[peer.id]
         await slot.acquire()
@@ -128,20 +134,24 @@ class FederationSender:
                 await self.release_backlog(peer.id)
             self._on_change([*changed, envelope.sender])
             self._log.info(
-                "letter {letter} handed to {peer}: {count} receipts",
-                letter=envelope.letter_id,
+                "letter {letter_id} of {agency} handed to {peer}: {count} receipts",
+                letter_id=envelope.letter_id,
+                agency=envelope.sender,
                 peer=peer.id,
                 count=len(outcome.receipts),
             )
+            self._on_outcome("relayed", item.created_at, len(item.recipient_ids))
             return
         if outcome.kind == "refused":
             self._log.error(
-                "letter {letter} refused by {peer}: {reason}",
-                letter=envelope.letter_id,
+                "letter {letter_id} of {agency} refused by {peer}: {reason}",
+                letter_id=envelope.letter_id,
+                agency=envelope.sender,
                 peer=peer.id,
                 reason=outcome.reason,
             )
             await self._db.run(outbound.thd_fail, item, outcome.reason, now=now)
+            self._on_outcome("failed", item.created_at, len(item.recipient_ids))
             self._on_change([envelope.sender])
             return
         federation = self._config.federation
@@ -156,14 +166,26 @@ class FederationSender:
             lifetime=federation.lifetime,
         )
         self._log.warn(
-            "letter {letter} to {peer}: {reason}; {what}",
-            letter=envelope.letter_id,
+            "letter {letter_id} of {agency} to {peer}: {reason}; {what}",
+            letter_id=envelope.letter_id,
+            agency=envelope.sender,
             peer=peer.id,
             reason=outcome.reason,
             what="expired" if expired else "will retry",
         )
         if expired:
+            self._on_outcome("expired", item.created_at, len(item.recipient_ids))
             self._on_change([envelope.sender])
+
+    def _given_up(self, item: outbound.Outgoing, result: str, reason: str) -> None:
+        self._log.error(
+            "letter {letter_id} of {agency} to {destination}: {reason}",
+            letter_id=item.envelope.letter_id,
+            agency=item.envelope.sender,
+            destination=item.envelope.destination,
+            reason=reason,
+        )
+        self._on_outcome(result, item.created_at, len(item.recipient_ids))
 
     async def release_backlog(self, peer: str) -> None:
         """`peer` answers: what waits out a backoff for it goes now, not at its next retry."""

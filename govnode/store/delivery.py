@@ -21,6 +21,8 @@ class Delivered:
     sender: str
     event_id: int
     status: str  # delivered, or failed when the agency left the directory
+    registered_at: float = 0.0  # the letter's registration (delivery latency)
+    at: float = 0.0  # when it was delivered
 
 
 def thd_deliver_local(
@@ -38,7 +40,8 @@ def thd_deliver_local(
     due = sql.run(
         conn,
         "SELECT recipients.id, recipients.letter_id, recipients.address, recipients.code,"  # noqa: S608 - no input
-        " letters.sender FROM recipients JOIN letters ON letters.id = recipients.letter_id"
+        " letters.sender, letters.created_at"
+        " FROM recipients JOIN letters ON letters.id = recipients.letter_id"
         f" WHERE recipients.status = :queued AND recipients.node = :node{one_letter}"
         f" AND recipients.next_attempt_at <= :now ORDER BY recipients.id LIMIT :limit{claim}",
         {
@@ -107,7 +110,16 @@ def thd_deliver_local(
         ],
     )
     done = [
-        Delivered(row.letter_id, row.address, row.code, row.sender, int(event_id), str(status))
+        Delivered(
+            row.letter_id,
+            row.address,
+            row.code,
+            row.sender,
+            int(event_id),
+            str(status),
+            registered_at=row.created_at,
+            at=now,
+        )
         for (row, status, _, _), event_id in zip(outcomes, event_ids, strict=True)
     ]
     return done

@@ -329,6 +329,8 @@ class _Rows:
                     new.sender,
                     0,
                     RecipientStatus.DELIVERED.value,
+                    registered_at=new.created_at,
+                    at=self.deliver_at,
                 )
                 self.delivered.append((row, done))
             self.recipients.append(row)

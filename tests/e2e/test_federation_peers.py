@@ -245,10 +245,8 @@ def test_a_running_node_watches_its_peers(nodes: Nodes) -> None:
         )
         assert expiry is not None
         assert float(expiry.group(1)) > 300 * 86400
-        # The line follows the first fetch of center's directory, after the gauge.
-        while "peer center is up" not in kb.log_tail(200):
-            assert time.monotonic() < deadline + 10, kb.log_tail(200)
-            time.sleep(0.2)
+        # The line comes after the directory fetch that follows the hello.
+        assert wait_for(lambda: "peer center is up" in kb.log_tail(200))
 
 
 # -- letters from kb to center's agencies ------------------------------------

@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from govnode.domain.envelope import (
     Envelope,
@@ -179,6 +181,30 @@ def test_a_letter_to_fars_goes_through_center_and_the_sender_sees_each_hop(
         assert received["number"].startswith("KB-")
         attachment = welfare.request("GET", f"/api/v1/letters/{letter_id}/attachments/0")
         assert attachment.body == REPORT
+
+
+def relay_metrics(node: NodeProcess) -> tuple[float, float]:
+    """This node's recipients handed to the next node, and its relayed-latency count."""
+    with urllib.request.urlopen(f"{node.admin_url}/metrics", timeout=10) as answer:
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(answer.read().decode())
+            for sample in family.samples
+        }
+    return (
+        samples.get(("govnode_letters_delivered_total", (("result", "relayed"),)), 0.0),
+        samples.get(("govnode_delivery_seconds_count", (("path", "relayed"),)), 0.0),
+    )
+
+
+def test_each_hop_counts_the_letter_it_handed_on(network: Network) -> None:
+    before = {node: relay_metrics(network.running[node]) for node in ("kb", "center")}
+    with network.agency("kb", "edu") as edu:
+        letter_id = send(edu, to=["welfare@fars"], subject="شمارش", body="...")
+        assert wait_for(lambda: ("welfare@fars", "delivered", "fars") in trail(edu, letter_id))
+    for node in ("kb", "center"):
+        relayed, timed = relay_metrics(network.running[node])
+        assert (relayed, timed) == (before[node][0] + 1, before[node][1] + 1), node
 
 
 def test_read_and_answered_travel_back_two_hops(network: Network) -> None:

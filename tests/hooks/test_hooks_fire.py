@@ -275,3 +275,18 @@ def test_a_letter_a_plugin_sends_passes_the_policy_and_is_delivered(
     # NodeApi.send_letter: a ValueError naming the field when it is no valid letter.
     assert invalid.returncode == 1
     assert invalid.stderr.startswith("govnode: not a letter: to[0]: "), invalid.stderr
+
+
+# -- the dashboard -----------------------------------------------------------------
+
+
+def test_govnode_status_shows_what_the_probe_reports(
+    probe_home: NodeHome, probe_node: NodeProcess, record: Record
+) -> None:
+    as_json = govnode(probe_home.path, "status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    facts = json.loads(as_json.stdout)
+    assert facts["plugins"] == {"probe": {"agencies": DEMO_AGENCIES}}
+    text = govnode(probe_home.path, "status").stdout
+    assert f"Probe          {DEMO_AGENCIES} agencies seen by the probe" in text.splitlines()
+    assert len(record.calls("govnode_status")) >= 2  # asked by the command, once per run

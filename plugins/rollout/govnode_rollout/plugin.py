@@ -23,6 +23,7 @@ from govnode.hooks import (
     PluginSettings,
     Refused,
     Route,
+    StatusReport,
     hookimpl,
 )
 from govnode_rollout.schedule import RolloutSettings, read_settings
@@ -30,6 +31,7 @@ from govnode_rollout.status import (
     RolloutStatus,
     lag_reason,
     last_letters,
+    status_report,
     summarize,
     to_json,
     to_text,
@@ -121,6 +123,11 @@ class RolloutPlugin:
             now=now,
             active_days=settings.active_days,
         )
+
+    @hookimpl
+    async def govnode_status(self, api: NodeApi) -> StatusReport:
+        """The phases' progress on `govnode status` (the same count as `rollout status`)."""
+        return status_report(await self.status(api))
 
     @hookimpl
     def govnode_cli_commands(self, commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from govnode.hooks import DirectoryEntry, LetterRecord, jalali_day, jalali_text, rfc3339
+from govnode.hooks import (
+    DirectoryEntry,
+    LetterRecord,
+    StatusReport,
+    jalali_day,
+    jalali_text,
+    rfc3339,
+)
 from govnode_rollout.schedule import DAY, PHASES, Schedule, jalali_of
 
 BAR_WIDTH = 20
@@ -235,3 +242,31 @@ def to_text(status: RolloutStatus) -> str:
         )
     lines += ["  " + row for row in _aligned(rows)]
     return "\n".join(lines)
+
+
+# -- on `govnode status` -------------------------------------------------------------
+
+
+def status_report(status: RolloutStatus) -> StatusReport:
+    """A line per phase and the laggards' count: the dashboard's short form of `to_text`."""
+    lines = [
+        f"phase {p.phase} {'open  ' if p.open else 'closed'}  enrolled "
+        f"{bar(p.enrolled, p.planned)} {p.enrolled}/{p.planned}  active "
+        f"{bar(p.active, p.planned, width=10)}"
+        for p in status.phases
+    ]
+    lines.append(f"{len(status.lagging)} agencies of open phases lag (govnode rollout status)")
+    facts = {
+        "phases": [
+            {
+                "phase": p.phase,
+                "open": p.open,
+                "planned": p.planned,
+                "enrolled": p.enrolled,
+                "active": p.active,
+            }
+            for p in status.phases
+        ],
+        "lagging": len(status.lagging),
+    }
+    return StatusReport(lines=lines, facts=facts)

@@ -249,6 +249,29 @@ def test_status_json_and_the_governorate_route_agree(rollout: RolloutNode) -> No
     assert "governorate (ostandari)" in refused.json()["error"]["message"]
 
 
+def test_govnode_status_shows_the_same_progress_as_rollout_status(rollout: RolloutNode) -> None:
+    """The operator's dashboard asks the plugin (`govnode_status`): the same counts."""
+    report = json.loads(govnode(rollout.home.path, "rollout", "status", "--json").stdout)
+    shown = govnode(rollout.home.path, "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    facts = json.loads(shown.stdout)
+    assert facts["daemon"]["running"] is True
+    assert facts["plugins"]["rollout"] == {
+        "phases": [
+            {key: phase[key] for key in ("phase", "open", "planned", "enrolled", "active")}
+            for phase in report["phases"]
+        ],
+        "lagging": len(report["lagging"]),
+    }
+    text = govnode(rollout.home.path, "status").stdout
+    rollout_lines = text[text.index("\nRollout") + 1 :].splitlines()
+    assert rollout_lines[0].split()[:3] == ["Rollout", "phase", "1"]
+    assert "5/51" in rollout_lines[0]
+    assert rollout_lines[2].split()[:4] == ["phase", "3", "closed", "enrolled"]
+    assert "108 agencies of open phases lag" in rollout_lines[3]
+    assert all(len(line) <= 100 for line in text.splitlines())
+
+
 def test_once_the_phase_opens_the_office_sends_and_receives(rollout: RolloutNode) -> None:
     """Last: it restarts the node with phase 3 opened yesterday."""
     rollout.node.stop()

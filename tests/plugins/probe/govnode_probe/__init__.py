@@ -48,6 +48,7 @@ from govnode.hooks import (
     Refused,
     Reply,
     Route,
+    StatusReport,
     hookimpl,
 )
 
@@ -300,6 +301,14 @@ class Probe:
         )
         if self.fail_events:
             raise RuntimeError(f"the probe was told to fail on event {event.id}")
+
+    @hookimpl
+    async def govnode_status(self, api: NodeApi) -> StatusReport:
+        agencies = await api.agencies()
+        self.note("govnode_status", pid=os.getpid())
+        return StatusReport(
+            lines=[f"{len(agencies)} agencies seen by the probe"], facts={"agencies": len(agencies)}
+        )
 
 
 plugin = Probe()
