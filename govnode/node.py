@@ -15,7 +15,6 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web import server
 from twisted.web.server import Site
 
@@ -23,6 +22,7 @@ from govnode.api.admin import AdminApi
 from govnode.api.agency import AgencyApi
 from govnode.api.auth import Authenticator
 from govnode.api.federation import FederationApi
+from govnode.api.guard import Guard, agency_of
 from govnode.api.hub import EventHub
 from govnode.api.limits import limited_request
 from govnode.api.metrics import Metrics
@@ -312,7 +312,7 @@ class Node(MultiService):
         if config.listen.processes > 1:
             api_endpoint = self.shared_api = SharedSocketEndpoint(reactor, api, inherited=secondary)
         self.api_listener = _Listener(
-            "agency api", api_endpoint, TLSMemoryBIOFactory(self.tls, False, agency_site)
+            "agency api", api_endpoint, self._guard(agency=True).tls(self.tls, agency_site)
         )
         self.api_listener.setServiceParent(self)
         self.admin_listener: _Listener | None = None
@@ -365,7 +365,7 @@ class Node(MultiService):
             self.federation_listener = _Listener(
                 "federation",
                 _endpoint(reactor, config.listen.federation),
-                TLSMemoryBIOFactory(federation_tls, False, federation_site),
+                self._guard(agency=False).tls(federation_tls, federation_site),
             )
             self.federation_listener.setServiceParent(self)
         if config.peers:
@@ -397,6 +397,19 @@ class Node(MultiService):
             _Periodic(
                 "peer hello", PEER_CHECK_INTERVAL, self._check_peers, self.clock
             ).setServiceParent(self)
+
+    def _guard(self, *, agency: bool) -> Guard:
+        """The `[limits]` of a TLS listener; `agency`: also those per agency."""
+        node_id = self.config.node.id
+        return Guard(
+            self.config.limits,
+            clock=self.clock,
+            count_refused=lambda limit: self.metrics.limits_refused.labels(limit=limit).inc(),
+            identify=agency_of(node_id) if agency else None,
+            key_used=lambda code, key: self.db.read(
+                letters.thd_idempotency_key_used, f"{code}@{node_id}", key
+            ),
+        )
 
     def stopService(self) -> defer.Deferred[Any]:
         """Stop the listeners, jobs and worker first, the pools they use last.
