@@ -24,7 +24,7 @@ class TokenBucket:
     def take(self, now: float) -> float:
         """Take a token: 0 when there was one, else the seconds until there is."""
         self._tokens = min(self._burst, self._tokens + max(0.0, now - self._at) * self._rate)
-        self._at = now
+        self._at = max(self._at, now)
         if self._tokens >= 1:
             self._tokens -= 1
             return 0.0

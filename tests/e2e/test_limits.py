@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -325,6 +326,12 @@ def test_the_letter_rate_gives_429_with_retry_after_per_agency(
     assert subjects.count(f"{run} first") == 1
 
 
+def refused_count(metrics: str, limit: str) -> float:
+    prefix = f'govnode_limits_refused_total{{limit="{limit}"}} '
+    lines = [line for line in metrics.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+
 @pytest.fixture(scope="module")
 def few(
     tmp_path_factory: pytest.TempPathFactory, govnode_slapd: Slapd
@@ -351,6 +358,9 @@ def test_connections_over_the_total_are_closed_on_arrival(
     try:
         with pytest.raises((ssl.SSLError, ConnectionResetError, OSError)):
             tls_socket(home, node, "ostandari").close()
+        with urllib.request.urlopen(f"{node.admin_url}/metrics", timeout=10) as answer:
+            metrics = answer.read().decode()
+        assert refused_count(metrics, "connections") >= 1
         held.pop().close()
         for _ in range(50):  # until the node has seen the close
             with contextlib.suppress(ssl.SSLError, ConnectionResetError, OSError):
