@@ -17,10 +17,12 @@ times each figure.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
@@ -59,6 +61,13 @@ def raw_answer(error: ApiError) -> bytes:
         *(f"{name}: {value}" for name, value in error.headers.items()),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def route_of(target: bytes) -> bytes:
+    """The path a request target routes to: no query, %-escapes decoded, no
+    repeated slashes (as the router sees it: `/api/v1/%6cetters` is still letters)."""
+    path = unquote_to_bytes(target.split(b"?", 1)[0])
+    return re.sub(rb"/{2,}", b"/", path)
 
 
 def agency_of(node_id: str) -> Callable[[object], str | None]:
@@ -153,7 +162,7 @@ class Guard:
 
     def admit(self, agency: str, command: bytes, path: bytes, request: Request) -> ApiError | None:
         """Count a request of `agency` in progress, or the error refusing it."""
-        path = path.split(b"?", 1)[0]
+        path = route_of(path)
         if path == EVENTS_PATH:
             return None
         if self.in_flight[agency] >= self.limits.max_requests_per_agency:
@@ -306,7 +315,7 @@ class GuardedChannel(HTTPChannel):
         refusal = self._refusal
         if refusal is None and self._agency is not None:
             refusal = self.guard.admit(self._agency, self._command, self._path, self.requests[-1])
-            if refusal is None and self._path.split(b"?", 1)[0] != EVENTS_PATH:
+            if refusal is None and route_of(self._path) != EVENTS_PATH:
                 self._flight = self._agency
         if refusal is not None:
             self._answer(refusal)

@@ -305,8 +305,12 @@ def test_the_letter_rate_gives_429_with_retry_after_per_agency(
         # A retry of an accepted letter gets its first answer, even now...
         replay = send(edu, f"{run} first", key=f"{run}-first")
         assert (replay.status, replay.json()["id"]) == (201, first.json()["id"])
-        # ...a new key does not get through.
+        # ...a new key does not get through, nor a path spelled otherwise.
         assert send(edu, f"{run} new key", key=f"{run}-new").status == 429
+        disguised = edu.request(
+            "POST", "//api/v1/%6cetters", json_body={"to": ["welfare"], "subject": f"{run} new key"}
+        )
+        assert disguised.status in (404, 429)  # never registered
 
         # Another agency is not affected.
         with logged_in(home, node, "roads") as roads:
