@@ -260,8 +260,8 @@ class GuardedChannel(HTTPChannel):
 
     def handshakeCompleted(self) -> None:
         self._cancel_handshake()
-        if self.guard.identify is None:
-            return
+        if self.guard.identify is None or self._agency is not None or self._refusal is not None:
+            return  # nothing per agency, or counted already (a TLS 1.2 renegotiation)
         agency = self.guard.identify(self.transport)
         if agency is None:
             return  # the API answers 403 for a certificate that names no agency
