@@ -22,6 +22,7 @@ from govnode.api.admin import AdminApi
 from govnode.api.agency import AgencyApi
 from govnode.api.auth import Authenticator
 from govnode.api.federation import FederationApi
+from govnode.api.guard import Guard, agency_of
 from govnode.api.hub import EventHub
 from govnode.api.letter_metrics import QueueGauges, observe_deliveries
 from govnode.api.limits import limited_request
@@ -51,7 +52,6 @@ from govnode.pki.expiry import (
     held_certificates,
     log_entries,
 )
-from govnode.pki.handshake import CountingTLSFactory
 from govnode.pki.peers import Peers
 from govnode.pki.tls import ServerTLS
 from govnode.processes import SharedSocketEndpoint
@@ -360,11 +360,8 @@ class Node(MultiService):
         self.api_listener = _Listener(
             "agency api",
             api_endpoint,
-            CountingTLSFactory(
-                self.tls,
-                False,
-                agency_site,
-                count=partial(self.metrics.count_handshake_failure, "api"),
+            self._guard(agency=True).tls(
+                self.tls, agency_site, count=partial(self.metrics.count_handshake_failure, "api")
             ),
         )
         self.api_listener.setServiceParent(self)
@@ -418,9 +415,8 @@ class Node(MultiService):
             self.federation_listener = _Listener(
                 "federation",
                 _endpoint(reactor, config.listen.federation),
-                CountingTLSFactory(
+                self._guard(agency=False).tls(
                     federation_tls,
-                    False,
                     federation_site,
                     count=partial(self.metrics.count_handshake_failure, "federation"),
                 ),
@@ -456,6 +452,19 @@ class Node(MultiService):
             _Periodic(
                 "peer hello", PEER_CHECK_INTERVAL, self._check_peers, self.clock
             ).setServiceParent(self)
+
+    def _guard(self, *, agency: bool) -> Guard:
+        """The `[limits]` of a TLS listener; `agency`: also those per agency."""
+        node_id = self.config.node.id
+        return Guard(
+            self.config.limits,
+            clock=self.clock,
+            count_refused=lambda limit: self.metrics.limits_refused.labels(limit=limit).inc(),
+            identify=agency_of(node_id) if agency else None,
+            key_used=lambda code, key: self.db.read(
+                letters.thd_idempotency_key_used, f"{code}@{node_id}", key
+            ),
+        )
 
     def stopService(self) -> defer.Deferred[Any]:
         """Stop the listeners, jobs and worker first, the pools they use last.

@@ -153,6 +153,12 @@ class Metrics:
             ["listener", "reason"],
             registry=self.registry,
         )
+        self.limits_refused = Counter(
+            "govnode_limits_refused",
+            "Connections and requests refused or cut off by a [limits] setting, by limit",
+            ["limit"],
+            registry=self.registry,
+        )
 
     def count_plugin_error(self, plugin: str, hook: str) -> None:
         self.plugin_hook_errors.labels(plugin=plugin, hook=hook).inc()

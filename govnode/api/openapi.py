@@ -287,7 +287,7 @@ _PATHS: dict[str, Any] = {
             "requestBody": {"required": True, **_json_body("NewLetter")},
             "responses": {
                 "201": _ok("Registered", "Registered"),
-                **_errors(400, 401, 403, 409, 413, 415, 422, 503),
+                **_errors(400, 401, 403, 409, 413, 415, 422, 429, 503),
             },
         }
     },

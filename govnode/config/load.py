@@ -238,7 +238,36 @@ def _limits(s: _Section) -> LimitsSection:
             "max_attachment_bytes", 20 * _MiB, minimum=1, maximum=2048 * _MiB
         ),
         event_stream_stall=s.number("event_stream_stall", 30.0, minimum=0.5, maximum=3600),
+        **_abuse_limits(s),
     )
+
+
+def _abuse_limits(s: _Section) -> dict[str, Any]:
+    """The connection, header, timeout and rate limits of `[limits]` (api/guard.py)."""
+    total = s.integer("max_connections", 1000, minimum=1, maximum=1_000_000)
+    per_agency = s.integer("max_connections_per_agency", 64, minimum=1, maximum=1_000_000)
+    if per_agency > total:
+        raise s.error(
+            "max_connections_per_agency",
+            f"must not be more than limits.max_connections ({total}), not {per_agency}",
+        )
+    return {
+        "max_connections": total,
+        "max_connections_per_agency": per_agency,
+        "max_requests_per_agency": s.integer(
+            "max_requests_per_agency", 32, minimum=1, maximum=1_000_000
+        ),
+        "max_header_bytes": s.integer("max_header_bytes", 16384, minimum=1024, maximum=_MiB),
+        "max_headers": s.integer("max_headers", 100, minimum=10, maximum=10_000),
+        "max_url_bytes": s.integer("max_url_bytes", 8192, minimum=256, maximum=_MiB),
+        "handshake_timeout": s.number("handshake_timeout", 10.0, minimum=0.5, maximum=600),
+        "header_timeout": s.number("header_timeout", 10.0, minimum=0.5, maximum=600),
+        "idle_timeout": s.number("idle_timeout", 60.0, minimum=0.5, maximum=86400),
+        "submissions_per_minute": s.integer(
+            "submissions_per_minute", 30000, minimum=1, maximum=10_000_000
+        ),
+        "submissions_burst": s.integer("submissions_burst", 5000, minimum=1, maximum=10_000_000),
+    }
 
 
 def _plugins(s: _Section) -> PluginsSection:

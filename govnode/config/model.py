@@ -100,6 +100,18 @@ class LimitsSection:
     max_body_bytes: int
     max_attachment_bytes: int
     event_stream_stall: float
+    # Abuse limits (govnode/api/guard.py), each per API process.
+    max_connections: int = 1000
+    max_connections_per_agency: int = 64
+    max_requests_per_agency: int = 32
+    max_header_bytes: int = 16384
+    max_headers: int = 100
+    max_url_bytes: int = 8192
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    submissions_per_minute: int = 30000
+    submissions_burst: int = 5000
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,29 @@ max_attachment_bytes = 20971520
 # Seconds an event-stream client may stop reading before it is disconnected
 # (nothing is buffered for it meanwhile).
 event_stream_stall = 30.0
+# Abuse limits, each per API process (listen.processes multiplies them).
+# Connections open at once; more are closed on arrival (TLS handshake fails).
+max_connections = 1000
+# Connections and requests in progress at once per agency (known by its client
+# certificate); over them: 429 rate_limited. Event streams count as connections only.
+max_connections_per_agency = 64
+max_requests_per_agency = 32
+# Request head limits: bytes of all header lines (431), header lines (431),
+# URL bytes (414).
+max_header_bytes = 16384
+max_headers = 100
+max_url_bytes = 8192
+# Seconds for the TLS handshake, for a whole request head (a client trickling
+# it is cut off with 408), and a connection may stay silent (keep-alive idle,
+# or mid-body; not event streams).
+handshake_timeout = 10.0
+header_timeout = 10.0
+idle_timeout = 60.0
+# Letters (POST /api/v1/letters) per agency: a token bucket refilled at this
+# rate, holding up to the burst; over it: 429 with Retry-After. A retry with the
+# Idempotency-Key of a letter already accepted is never refused.
+submissions_per_minute = 30000
+submissions_burst = 5000
 
 [plugins]
 # Names of installed plugins (entry-point group govnode.plugins) to load.

@@ -102,6 +102,14 @@ def thd_replay(conn: Connection, sender: str, key: str, request_hash: str) -> Re
     return _replay(conn, sender, key, request_hash)
 
 
+def thd_idempotency_key_used(conn: Connection, sender: str, key: str) -> bool:
+    """Whether `sender` registered a letter with Idempotency-Key `key` (any body)."""
+    row = conn.execute(
+        select(letters.c.id).where(letters.c.sender == sender, letters.c.idempotency_key == key)
+    ).first()
+    return row is not None
+
+
 def _replay(conn: Connection, sender: str, key: str, request_hash: str) -> Registered | None:
     row = conn.execute(
         select(letters.c.id, letters.c.number, letters.c.created_at, letters.c.request_hash).where(
