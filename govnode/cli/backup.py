@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from govnode.cli.errors import EXIT_PROBLEM, CliError
@@ -122,7 +123,7 @@ def _summary(config: Config) -> int:
         counts = db.read_sync(_counts)
         print(
             f"  {counts[0]} letters, {counts[1]} attachments, {counts[2]} audit records "
-            f"in {config.database.url}"
+            f"in {make_url(config.database.url).render_as_string(hide_password=True)}"
         )
         key = NodeAuthority(config.tls, config.node.id, db).signing_key()
         verdict = db.read_sync(audit.thd_verify, signing.verifier(signing.public_pem(key)))

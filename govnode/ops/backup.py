@@ -169,7 +169,9 @@ def _write(
     skip = [*skip, data_dir, work]
     if kind == "sqlite":
         live = snapshot.sqlite_path(url)
-        skip += [live.with_name(live.name + suffix) for suffix in ("", "-wal", "-shm")]
+        skip += [
+            live.with_name(live.name + suffix) for suffix in ("", "-wal", "-shm", "-writer.lock")
+        ]
         database, database_name = work / "govnode.db", SQLITE_MEMBER
         snapshot.snapshot_sqlite(url, database)
         referenced = snapshot.referenced_attachments(f"sqlite:///{database}")
@@ -186,14 +188,14 @@ def _write(
     for sha in sorted(referenced):
         path = data_dir / "attachments" / sha[:2] / sha[2:4] / sha
         try:
-            size = path.stat().st_size
+            info = path.stat()
         except OSError as exc:
             raise BackupError(
                 f"attachment {sha}, referenced by the database, is missing: {path}: {exc.strerror}"
             ) from None
-        attachments.append(
-            (Member(f"data/{path.relative_to(data_dir)}", "file", 0o640, size, sha), path)
-        )
+        name = f"data/{path.relative_to(data_dir).as_posix()}"
+        mode = stat.S_IMODE(info.st_mode)
+        attachments.append((Member(name, "file", mode, info.st_size, sha), path))
     manifest = Manifest(
         node_id=config.node.id,
         govnode_version=govnode_version(),

@@ -171,25 +171,41 @@ def set_key(text: str, section: str, key: str, value: str) -> str:
 def staged_config(
     staging: Path, home: Path, database_url: str | None, data_dir: Path | None
 ) -> Config:
-    """The restored config, as it will read from `home`, with the overrides written in."""
+    """The restored config, as it will read from `home`, with the overrides written in.
+
+    A `data_dir` moves a SQLite database that lived in the old data_dir along
+    with it (unless `database_url` says where it goes).
+    """
     config_path = staging / "home" / CONFIG_NAME
     try:
         text = config_path.read_text(encoding="utf-8")
-        if database_url is not None:
-            text = set_key(text, "database", "url", database_url)
-        if data_dir is not None:
-            text = set_key(text, "node", "data_dir", str(data_dir.absolute()))
-        if database_url is not None or data_dir is not None:
-            config_path.write_text(text, encoding="utf-8")
         peers_path = staging / "home" / PEERS_NAME
         peers = (
             (home / PEERS_NAME, tomllib.loads(peers_path.read_text(encoding="utf-8")))
             if peers_path.exists()
             else None
         )
-        return parse_config(
-            home / CONFIG_NAME, tomllib.loads(text), read_secrets=False, peers_file=peers
-        )
+
+        def parse(text: str) -> Config:
+            return parse_config(
+                home / CONFIG_NAME, tomllib.loads(text), read_secrets=False, peers_file=peers
+            )
+
+        backed_up = parse(text)
+        if data_dir is not None:
+            data_dir = Path(os.path.abspath(data_dir))
+            text = set_key(text, "node", "data_dir", str(data_dir))
+            old = backed_up.database.url
+            if database_url is None and snapshot.kind_of(old) == "sqlite":
+                database = snapshot.sqlite_path(old)
+                if _inside(database, backed_up.node.data_dir):
+                    moved = data_dir / database.relative_to(backed_up.node.data_dir)
+                    database_url = f"sqlite:///{moved}"
+        if database_url is not None:
+            text = set_key(text, "database", "url", database_url)
+        if text != config_path.read_text(encoding="utf-8"):
+            config_path.write_text(text, encoding="utf-8")
+        return parse(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BackupError(f"the backup's {CONFIG_NAME} cannot be read: {exc}") from None
     except ConfigError as exc:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from govnode.cli.main import main
+from govnode.config import CONFIG_NAME, load_config
 from govnode.ops.sealed import CHUNK, HEADER_SIZE
 from govnode.testing.process import NodeProcess
 from govnode.testing.pytest_plugin import NodeHome, make_node_home
@@ -150,8 +151,8 @@ def restore_into(
     return target, restore
 
 
-def _attachment_files(home: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in (home / "data" / "attachments").glob("*/*/*")}
+def _attachment_files(data_dir: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in (data_dir / "attachments").glob("*/*/*")}
 
 
 def test_encrypted_backup_restores_with_its_passphrase(
@@ -170,7 +171,9 @@ def test_encrypted_backup_restores_with_its_passphrase(
     assert done.code == 0, done.err
     assert f"{len(archives.letters)} letters, {len(archives.letters)} attachments" in done.out
     assert "audit log intact" in done.out
-    assert _attachment_files(target) == _attachment_files(archives.home.path)
+    assert _attachment_files(target / "data") == _attachment_files(
+        archives.home.config.node.data_dir
+    )
     assert (target / "pki" / "ca.key").read_bytes() == (
         archives.home.path / "pki" / "ca.key"
     ).read_bytes()
@@ -358,3 +361,31 @@ def test_backup_names_what_it_cannot_do(
     assert lost.code != 0
     assert f"attachment {sha}, referenced by the database, is missing" in lost.err
     assert entries(tmp_path) == ["copy"]
+
+
+def test_restore_with_another_data_dir_moves_attachments_and_database_there(
+    tmp_path: Path,
+    archives: Archives,
+    restore_into: tuple[Path, Restore],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target, restore = restore_into
+    data_dir = tmp_path / "var-lib-govnode"
+    done = restore(archives.plain, "--data-dir", data_dir)
+    assert done.code == 0, done.err
+    assert f"{len(archives.letters)} letters" in done.out
+    assert "audit log intact" in done.out
+    restored = load_config(target / CONFIG_NAME)
+    assert restored.node.data_dir == data_dir
+    assert _attachment_files(data_dir) == _attachment_files(archives.home.config.node.data_dir)
+    assert not (target / "data").exists()
+    if restored.database.url.startswith("sqlite"):  # PostgreSQL keeps it on its server
+        assert restored.database.url == f"sqlite:///{data_dir / 'govnode.db'}"
+    verify = run(capsys, "--home", target, "audit", "verify")
+    assert verify.code == 0, verify.out
+    again = run(
+        capsys, "restore", archives.plain, "--home", tmp_path / "again", "--data-dir", data_dir
+    )
+    assert again.code != 0
+    assert f"the data_dir {data_dir} is not empty" in again.err
+    assert not (tmp_path / "again").exists()
