@@ -85,7 +85,7 @@ def run_backup(args: argparse.Namespace) -> int:
     attachments = sum(1 for m in done.manifest.members if m.path.startswith("data/attachments/"))
     print(
         f"backup of node {done.manifest.node_id} written to {done.path}: {done.size} bytes, "
-        f"{files} files ({attachments} attachments), {done.manifest.database} database at "
+        f"{files} files ({attachments} attachment files), {done.manifest.database} database at "
         f"revision {done.manifest.schema_revision}"
         + (", encrypted" if passphrase is not None else "")
     )

@@ -138,7 +138,11 @@ def take_backup(home: Path, out: Path, passphrase: bytes | None = None) -> Backu
             os.fdopen(fd, "wb") as raw,
             tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work,
         ):
-            manifest = _write(config, home, Path(work), raw, passphrase, skip=[out, partial])
+            try:
+                manifest = _write(config, home, Path(work), raw, passphrase, skip=[out, partial])
+            except OSError as exc:  # an unreadable file of the home, a full disk
+                where = exc.filename or partial
+                raise BackupError(f"{where}: {exc.strerror or exc}") from None
             raw.flush()
             os.fsync(raw.fileno())
             size = raw.tell()

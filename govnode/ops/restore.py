@@ -94,7 +94,7 @@ def _extract_file(tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member, p
             digest.update(block)
             size += len(block)
             out.write(block)
-        os.fchmod(out.fileno(), member.mode & 0o7777)
+        os.fchmod(out.fileno(), member.mode & 0o777)
     if size != member.size or digest.hexdigest() != member.sha256:
         raise BackupError(
             f"checksum mismatch in member {member.path}: the archive was altered or damaged"
@@ -121,6 +121,8 @@ def extract(archive: Path, staging: Path, passphrase: bytes | None) -> Manifest:
                     raise BackupError(f"the archive holds a member its manifest lacks: {info.name}")
                 seen.add(info.name)
                 path = _target(staging, info.name)
+                if (member.kind == "dir") != info.isdir():
+                    raise BackupError(f"member {info.name} is not what its manifest says")
                 if member.kind == "dir":
                     path.mkdir(parents=True, exist_ok=True)
                 else:
@@ -131,10 +133,9 @@ def extract(archive: Path, staging: Path, passphrase: bytes | None) -> Manifest:
         if manifest is None:
             raise BackupError(f"{archive} is not a govnode backup ({exc})") from None
         raise BackupError(f"{archive} is truncated or damaged: {exc}") from None
-    except OSError as exc:
-        if exc.filename:  # our own writing failed (disk full...)
-            raise BackupError(f"{exc.filename}: {exc.strerror}") from None
-        raise BackupError(f"{archive} is truncated or damaged: {exc}") from None
+    except OSError as exc:  # tarfile reports a short archive as ReadError: this is ours
+        where = exc.filename or staging
+        raise BackupError(f"cannot restore into {where}: {exc.strerror or exc}") from None
     missing = [path for path in expected if path not in seen]
     if missing:
         raise BackupError(
@@ -144,7 +145,7 @@ def extract(archive: Path, staging: Path, passphrase: bytes | None) -> Manifest:
     # Folders' modes last: a 0500 folder would have refused its own files.
     for member in sorted(manifest.members, key=lambda m: m.path, reverse=True):
         if member.kind == "dir":
-            _target(staging, member.path).chmod(member.mode & 0o7777)
+            _target(staging, member.path).chmod(member.mode & 0o777)
     return manifest
 
 
@@ -242,7 +243,8 @@ def restore(
             archive, home, staging, moved, passphrase, database_url, data_dir
         )
     except OSError as exc:
-        raise BackupError(f"cannot restore into {home}: {exc.filename}: {exc.strerror}") from None
+        where = exc.filename or home
+        raise BackupError(f"cannot restore into {home}: {where}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         for staged, _ in moved:
