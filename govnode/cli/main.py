@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from govnode.cli import certs, client, commands, peer_admin, plugins, queue_admin, status
+from govnode.cli import backup, certs, client, commands, peer_admin, plugins, queue_admin, status
 from govnode.cli.errors import EXIT_PROBLEM, CliError
 from govnode.hooks.manager import Plugins
 from govnode.pki.errors import PkiError
@@ -199,6 +199,7 @@ def _parser(loaded: Plugins | None = None) -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(run=commands.db_upgrade)
+    backup.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Operating a node over the years: backup and restore."""
