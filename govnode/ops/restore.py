@@ -127,6 +127,10 @@ def extract(archive: Path, staging: Path, passphrase: bytes | None) -> Manifest:
                     path.mkdir(parents=True, exist_ok=True)
                 else:
                     _extract_file(tar, info, member, path)
+            # tar stops at its end marker; the rest (its padding, and in a sealed
+            # archive the final chunk) must be read too, so that it is verified.
+            while stream.read(1 << 16):
+                pass
     except SealError as exc:
         raise BackupError(f"{archive}: {exc}") from None
     except (tarfile.TarError, EOFError) as exc:
