@@ -138,7 +138,10 @@ def _summary(config: Config) -> int:
     print(
         f"  audit log intact: {verdict.records} records, {verdict.checkpoints} signed checkpoints"
     )
-    print("  give the home to the service user (chown -R govnode:govnode) before starting it")
+    print(
+        "  owners are not restored: as root, run scripts/install again (it gives the home"
+        " and the data folder to the govnode user) before starting the service"
+    )
     return 0
 
 
