@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import selectors
@@ -72,6 +73,11 @@ class NodeProcess:
         except OSError:
             return "(no log)"
 
+    def log_text(self, lines: int = 40) -> str:
+        """The log's tail as text lines (`[namespace#level] message`), whether the
+        node wrote JSON (`[log] format`, the default off a terminal) or text."""
+        return "\n".join(map(_as_text, self.log_tail(lines).splitlines()))
+
     @property
     def pid(self) -> int:
         assert self._process is not None
@@ -119,3 +125,13 @@ class NodeProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _as_text(line: str) -> str:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict) or "message" not in record:
+        return line
+    return f"[{record.get('namespace', '-')}#{record.get('level', '-')}] {record['message']}"

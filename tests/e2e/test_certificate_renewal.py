@@ -166,7 +166,7 @@ def test_renewed_server_certificate_on_sighup_keeps_open_connections(
         lambda: metric(node, "govnode_certificate_expiry_seconds", server_gauge) < 10 * 86400,
         "the expiry gauge still shows the old certificate",
     )
-    log = node.log_tail(200)
+    log = node.log_text(200)
     assert re.search(
         r"#warn\] server certificate \S+server\.pem valid until .* \(9 days left\); "
         r"renew: govnode cert renew server",
@@ -234,7 +234,7 @@ def test_expiring_certificates_are_logged_at_start_and_in_metrics(
     assert node_renewed.returncode == 0, node_renewed.stderr
     process = NodeProcess(home.path).start()
     try:
-        log = process.log_tail(200)
+        log = process.log_text(200)
         assert re.search(
             r"#warn\] node certificate \S+node\.pem valid until .* \(19 days left\); "
             r"renew: govnode cert renew node",

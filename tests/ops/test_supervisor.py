@@ -3,6 +3,7 @@ it answers /healthz, and `supervisorctl stop` ends it cleanly."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -169,4 +170,6 @@ def test_supervisord_starts_the_node_and_supervisorctl_stops_it_cleanly(
     log = node_log.read_text(errors="replace")
     assert "govnode ready: kb" in log
     assert "Traceback" not in log, log[-3000:]
-    assert log.rstrip().endswith("Main loop terminated."), log[-2000:]
+    # Off a terminal the node logs JSON lines (`[log] format = "auto"`).
+    last = json.loads(log.rstrip().splitlines()[-1])
+    assert last["message"] == "Main loop terminated.", log[-2000:]
