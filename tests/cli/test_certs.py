@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,23 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import text
 
+from govnode.testing.databases import home_engine
 from govnode.testing.home import configure
 from tests.cli.support import Govnode, certificate, crl_serials, mode
 
 
 def audit_records(govnode: Govnode, kind: str) -> list[dict[str, Any]]:
-    url = govnode.config.database.url
-    path = url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute(
-            "SELECT actor, subject, detail FROM audit WHERE kind = ? ORDER BY id", (kind,)
-        ).fetchall()
+    engine = home_engine(govnode.home)  # SQLite or PostgreSQL, as the run has it
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT actor, subject, detail FROM audit WHERE kind = :kind ORDER BY id"),
+                {"kind": kind},
+            ).all()
+    finally:
+        engine.dispose()
     return [{"actor": a, "subject": s, "detail": json.loads(d)} for a, s, d in rows]
 
 
