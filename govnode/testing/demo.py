@@ -218,8 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         NodeProcess(root / "node", log_path=root / "node.log"),
     ]
     try:
-        kb = prepare_node(root, "kb", slapd, *kb_ports, plugins=DEMO_PLUGINS)
-        center = prepare_node(center_root, "center", center_slapd, *center_ports)
+        try:
+            kb = prepare_node(root, "kb", slapd, *kb_ports, plugins=DEMO_PLUGINS)
+            center = prepare_node(center_root, "center", center_slapd, *center_ports)
+        except KeyError as exc:  # a home from an older govnode lacks a setting the demo sets
+            print(
+                f"scripts/run: {exc.args[0]}; {args.dir} was made by an older govnode:"
+                " delete it (or give another --dir) and run again",
+                file=sys.stderr,
+            )
+            return 1
         add_peer(root / "node", center, f"https://127.0.0.1:{center_ports[2]}")
         add_peer(center_root / "node", kb, f"https://127.0.0.1:{kb_ports[2]}")
         set_line(root / "node", 'default_route = "center"')
