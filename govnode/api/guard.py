@@ -176,7 +176,8 @@ class Guard:
                 "in progress (the limit)",
                 1,
             )
-        if command == b"POST" and path == LETTERS_PATH:
+        # The router matches methods in any case (werkzeug upper-cases them).
+        if command.upper() == b"POST" and path == LETTERS_PATH:
             wait = self._bucket(agency).take(self.clock.seconds())
             if wait > 0:
                 key = request.requestHeaders.getRawHeaders(b"idempotency-key")
@@ -185,7 +186,8 @@ class Guard:
                     return self.too_many_letters(agency, wait)
                 # Maybe a retry of a letter already accepted: looked up once the
                 # body is in (ReplayCheck), without taking a token.
-                request.replay_check = (agency, key[0].decode("latin-1"), wait)  # type: ignore[attr-defined]
+                # The last one, as the handler's `getHeader` reads it.
+                request.replay_check = (agency, key[-1].decode("latin-1"), wait)  # type: ignore[attr-defined]
         self.in_flight[agency] += 1
         return None
 

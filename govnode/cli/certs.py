@@ -30,6 +30,7 @@ from govnode.pki.errors import PkiError
 from govnode.pki.expiry import EXPIRY_WARNING, Standing, describe, held_certificates
 from govnode.store import certificates, directory
 from govnode.store.database import Database, DatabaseUnavailable
+from govnode.store.urls import shown_url
 
 Report = Callable[[str, str], None]
 """`report(level, message)`: level is "ok", "WARN" or "FAIL"."""
@@ -173,7 +174,7 @@ def cert_renew(args: argparse.Namespace) -> int:
     except (DatabaseUnavailable, SQLAlchemyError) as exc:
         raise CliError(
             f"the {args.which} certificate was installed but not audited: database "
-            f"{config.database.url}: {commands._database_problem(exc)}",
+            f"{shown_url(config.database.url)}: {commands._database_problem(exc)}",
             EXIT_PROBLEM,
         ) from None
     issued = renewed.issued

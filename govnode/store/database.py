@@ -34,19 +34,27 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached or refused the operation for now."""
 
 
-def make_engine(url: str, *, begin: str = "BEGIN IMMEDIATE") -> Engine:
+def make_engine(
+    url: str, *, begin: str = "BEGIN IMMEDIATE", connect_args: dict[str, Any] | None = None
+) -> Engine:
     """An engine with the durability settings govnode relies on.
 
     SQLite: WAL, `synchronous=FULL` (an acknowledged write survives power
     loss), and transactions begun by us (`BEGIN IMMEDIATE` for writers, so a
     writer never meets a busy lock halfway; pysqlite's own handling would
-    also break savepoints).
+    also break savepoints). Statement parameters (letter subjects and bodies)
+    are left out of the errors, which may reach the log. `connect_args`: for
+    the driver of a server database (timeouts, keepalives).
     """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        return create_engine(
+            url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args or {}
+        )
+    engine = create_engine(
+        url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -275,6 +275,24 @@ def send(client: AgencyClient, subject: str, key: str | None = None) -> Response
     )
 
 
+def two_keys(
+    home: NodeHome, node: NodeProcess, client: AgencyClient, old: str, new: str, subject: str
+) -> int:
+    """The status of a letter sent with two Idempotency-Key headers, `old` first."""
+    body = json.dumps({"to": ["welfare"], "subject": subject}).encode()
+    with tls_socket(home, node, "edu") as sock:
+        sock.sendall(
+            b"POST /api/v1/letters HTTP/1.1\r\nHost: node\r\n"
+            + f"Authorization: Bearer {client.token}\r\n".encode()
+            + f"Idempotency-Key: {old}\r\nIdempotency-Key: {new}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        status, _headers, _body = read_answer(sock)
+    return status
+
+
 def outbox_subjects(client: AgencyClient) -> list[str]:
     answer = client.request("GET", "/api/v1/outbox", query={"limit": "100"})
     assert answer.status == 200
@@ -311,6 +329,13 @@ def test_the_letter_rate_gives_429_with_retry_after_per_agency(
             "POST", "//api/v1/%6cetters", json_body={"to": ["welfare"], "subject": f"{run} new key"}
         )
         assert disguised.status in (404, 429)  # never registered
+        # Nor a method in lower case (the router matches it), nor an old key
+        # named first with a new one after it (the handler reads the last).
+        lower = edu.request(
+            "post", "/api/v1/letters", json_body={"to": ["welfare"], "subject": f"{run} new key"}
+        )
+        assert lower.status == 429, lower.body
+        assert two_keys(home, node, edu, f"{run}-first", f"{run}-two", f"{run} new key") == 429
 
         # Another agency is not affected.
         with logged_in(home, node, "roads") as roads:

@@ -57,6 +57,27 @@ async def test_one_server_leads_and_another_takes_over_when_it_stops(tmp_path: P
             one.stopService()
 
 
+@pytest.mark.postgresql_only
+@pytest_twisted.ensureDeferred
+async def test_a_leader_that_goes_silent_loses_the_lock_to_another(tmp_path: Path) -> None:
+    """A leader whose host froze or vanished keeps its connection open but checks
+    no more: its session ends after the idle timeout (10 s), not TCP's hours."""
+    url = fresh_database_url(tmp_path, "silent")
+    one = Leadership(url, reactor=reactor, interval=0.1)
+    two = Leadership(url, reactor=reactor, interval=0.1)
+    one.startService()
+    try:
+        assert await until(lambda: one.leader)
+        two.startService()
+        try:
+            one._loop.stop()  # frozen: no more checks, the connection left open
+            assert await until(lambda: two.leader, seconds=30)
+        finally:
+            two.stopService()
+    finally:
+        one.stopService()
+
+
 @pytest.mark.sqlite_only
 def test_the_only_server_on_sqlite_always_leads(tmp_path: Path) -> None:
     alone = Leadership(fresh_database_url(tmp_path, "db"), reactor=reactor)
