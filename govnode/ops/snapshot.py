@@ -111,7 +111,25 @@ def _libpq_env(url: str) -> dict[str, str]:
             value = value[0]
         if value:
             env[name] = str(value)
+    # The URL's other libpq settings (sslmode=verify-full, sslrootcert, ...)
+    # hold for pg_dump and pg_restore too.
+    for key, value in parsed.query.items():
+        if key in _LIBPQ_ENV and value:
+            env[_LIBPQ_ENV[key]] = str(value[0] if isinstance(value, tuple) else value)
     return env
+
+
+_LIBPQ_ENV = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
 
 
 def _tool(name: str) -> str:
