@@ -21,7 +21,7 @@ from govnode.config import CONFIG_NAME, load_config
 from govnode.store.database import make_engine
 
 POSTGRES_ENV = "GOVNODE_TEST_POSTGRES"
-"""The admin URL of the test cluster (postgresql://postgres@127.0.0.1:PORT/postgres)."""
+"""The admin URL of the test cluster (postgresql://postgres:PASSWORD@127.0.0.1:PORT/postgres)."""
 
 
 def postgres_admin_url() -> str | None:

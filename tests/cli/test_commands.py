@@ -24,6 +24,7 @@ from govnode.pki.files import write_atomic
 from govnode.store import directory
 from govnode.store.database import Database, make_engine
 from govnode.store.migrate import current_revision, head_revision
+from govnode.store.urls import shown_url
 from govnode.testing.databases import fresh_database_url, home_engine, unreachable_database_url
 from govnode.testing.home import configure, init_home
 from govnode.testing.slapd import Slapd
@@ -445,7 +446,7 @@ def test_an_empty_database_is_refused_until_db_upgrade(govnode: Govnode, tmp_pat
     check = govnode("check")
     assert check.code == 1
     [failure] = failures(check.out)
-    assert failure.startswith(f"FAIL   database {database}")
+    assert failure.startswith(f"FAIL   database {shown_url(database)}")
     assert "govnode db upgrade" in failure
 
     listed = govnode("agency", "list")
@@ -503,7 +504,7 @@ def test_an_unreachable_database_is_a_problem_not_a_traceback(
     check = govnode("check")
     assert check.code == 1
     [failure] = failures(check.out)
-    assert failure.startswith(f"FAIL   database {url} unreachable")
+    assert failure.startswith(f"FAIL   database {shown_url(url)} unreachable")
 
     for argv in (("agency", "list"), ("directory", "sync"), ("db", "upgrade")):
         result = govnode(*argv)
