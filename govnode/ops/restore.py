@@ -278,14 +278,22 @@ def _restore_staged(
         _place_sqlite(staging, home, config, moved)
     else:
         snapshot.check_postgres_empty(config.database.url)
-        snapshot.restore_postgres(config.database.url, staging / POSTGRES_MEMBER)
-    if home.exists():
-        home.rmdir()  # checked empty before
-    (staging / "home").rename(home)
-    for staged, final in moved:
-        if final.exists():
-            final.rmdir()
-        staged.rename(final)
+    # Into place: the folders outside the home first, the home last, and the
+    # PostgreSQL database (one transaction) after them; a failure on the way
+    # moves back what was placed, so the targets are as empty as they were.
+    placed: list[tuple[Path, Path]] = []  # (final, staged)
+    try:
+        for staged, final in [*moved, (staging / "home", home)]:
+            if final.exists():
+                final.rmdir()  # checked empty before
+            staged.rename(final)
+            placed.append((final, staged))
+        if kind != "sqlite":
+            snapshot.restore_postgres(config.database.url, staging / POSTGRES_MEMBER)
+    except BaseException:
+        for final, staged in reversed(placed):
+            final.rename(staged)  # removed with the staging folders
+        raise
     return manifest, config
 
 
