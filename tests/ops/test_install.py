@@ -140,6 +140,7 @@ def installed(govnode_slapd: Slapd, ports: tuple[str, str]) -> Iterator[Installe
         again = install(root)
         govnode = root / "opt" / "govnode" / "venv" / "bin" / "govnode"
         init(govnode, root, govnode_slapd, *ports)
+        share_attachments(root)
         after_init = install(root)
         before = moments(root)
         settled = install(root)
@@ -149,6 +150,21 @@ def installed(govnode_slapd: Slapd, ports: tuple[str, str]) -> Iterator[Installe
         yield Installed(root, first, again, after_init, settled, before, uid, gid)
     finally:
         shutil.rmtree(parent)
+
+
+def share_attachments(root: Path) -> Path:
+    """Attachments on shared storage outside /var/lib/govnode (`attachments_dir`),
+    as several servers on one PostgreSQL have them."""
+    shared = root / "srv" / "govnode-attachments"
+    shared.mkdir(parents=True)
+    config = root / "etc" / "govnode" / "govnode.toml"
+    text = config.read_text(encoding="utf-8")
+    assert '# attachments_dir = "data/attachments"' in text
+    config.write_text(
+        text.replace('# attachments_dir = "data/attachments"', f'attachments_dir = "{shared}"'),
+        encoding="utf-8",
+    )
+    return shared
 
 
 def owner(path: Path) -> tuple[int, int, str]:
@@ -232,6 +248,10 @@ def test_after_init_a_run_hands_the_home_to_the_govnode_user(installed: Installe
     assert owner(home / "pki" / "ca.key")[2] == "0o600", "keys stay private"
     for path in (installed.root / "var" / "lib" / "govnode").rglob("*"):
         assert owner(path)[:2] == govnode, path
+    shared = installed.root / "srv" / "govnode-attachments"
+    assert f"attachments_dir is {shared}" in installed.after_init  # outside the unit's paths
+    assert f"ReadWritePaths={shared}" in installed.after_init
+    assert owner(shared)[:2] == govnode
     assert "pki: owner govnode:govnode" in installed.after_init
     assert "systemctl enable --now govnode" in installed.after_init
 
